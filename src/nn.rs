@@ -1,0 +1,125 @@
+//! Shared building blocks for the model code: linear layers, RMS normalisation and the rotary
+//! embedding, each with the fast Candle kernel for inference.
+//!
+//! Candle's fused kernels (`rms_norm`, `softmax_last_dim`, `rope`) carry no gradient; the training
+//! path (which needs composed, differentiable ops) is kept beside the fast one so that both share
+//! weights and structure.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// A linear layer `y = x W^T + b`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+impl Linear {
+    /// Loads `weight` [out, in] (and `bias` [out] when `bias` is true) under `vb`.
+    pub fn load(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias) })
+    }
+
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { inner: candle_nn::Linear::new(weight, bias) }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.inner.forward(xs)
+    }
+}
+
+/// Root-mean-square normalisation with a learned scale, computed in f32.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(dim, "weight")?, eps })
+    }
+
+    /// Fast fused kernel (no gradient).
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let xs32 = xs.to_dtype(DType::F32)?.contiguous()?;
+        let normed = candle_nn::ops::rms_norm(&xs32, &self.weight.to_dtype(DType::F32)?, self.eps as f32)?;
+        normed.to_dtype(dtype)
+    }
+
+    /// Composed ops, differentiable; same result as `forward` (as transformers computes it:
+    /// normalise in f32, cast back, then scale).
+    pub fn forward_diff(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let x = xs.to_dtype(DType::F32)?;
+        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+/// Rotates pairs `(x[i], x[i + d/2])` by the angles whose cosines and sines are given
+/// (`cos`, `sin`: [B, L, d/2]); `xs`: [B, heads, L, d]. The fused kernel; no gradient.
+pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    candle_nn::rotary_emb::rope(&xs.contiguous()?, cos, sin)
+}
+
+/// The same rotation as [`apply_rotary`] from differentiable ops (`x*cos + rotate_half(x)*sin`).
+pub fn apply_rotary_diff(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+    let half = xs.dim(D::Minus1)? / 2;
+    let x1 = xs.narrow(D::Minus1, 0, half)?;
+    let x2 = xs.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    xs.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+}
+
+/// Repeats each key/value head `n_rep` times along the head axis (grouped-query attention):
+/// [B, kv, L, d] -> [B, kv * n_rep, L, d].
+pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(xs.clone());
+    }
+    let (b, kv, l, d) = xs.dims4()?;
+    xs.unsqueeze(2)?.expand((b, kv, n_rep, l, d))?.reshape((b, kv * n_rep, l, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn rotary_fast_and_diff_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let xs = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &dev)?;
+        let angles = Tensor::randn(0f32, 3.0, (2, 5, 4), &dev)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let a = apply_rotary(&xs, &cos, &sin)?;
+        let b = apply_rotary_diff(&xs, &cos, &sin)?;
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn rms_norm_fast_and_diff_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = RmsNorm { weight: Tensor::randn(1f32, 0.5, 16, &dev)?, eps: 1e-6 };
+        let xs = Tensor::randn(0f32, 2.0, (3, 7, 16), &dev)?;
+        let diff = (norm.forward(&xs)? - norm.forward_diff(&xs)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+}

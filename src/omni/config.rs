@@ -1,0 +1,404 @@
+//! The thinker's configuration, read from a checkpoint's `config.json`.
+//!
+//! Two layouts are accepted: the full `Qwen2_5OmniConfig` (`model_type: qwen2_5_omni`, whose
+//! `thinker_config` is what matters here; talker and token2wav settings are ignored) and a
+//! thinker-only config (`model_type: qwen2_5_omni_thinker`). Rotary settings come either from
+//! transformers 5's `rope_parameters` or from the older top-level `rope_theta` plus
+//! `rope_scaling.mrope_section`. Errors name the file and the field at fault.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// Settings of the text decoder (`thinker_config.text_config`), resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    /// Frequency slots per position row (temporal, height, width); sums to `head_dim / 2`.
+    pub mrope_section: Vec<usize>,
+    pub max_position_embeddings: usize,
+}
+
+/// Settings of the audio tower (`thinker_config.audio_config`), kept as read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AudioConfig {
+    #[serde(default = "default_mel_bins")]
+    pub num_mel_bins: usize,
+    pub d_model: usize,
+    pub encoder_layers: usize,
+    pub encoder_attention_heads: usize,
+    pub encoder_ffn_dim: usize,
+    #[serde(default = "default_n_window")]
+    pub n_window: usize,
+    #[serde(default = "default_max_source_positions")]
+    pub max_source_positions: usize,
+    pub output_dim: usize,
+}
+
+/// Settings of the vision tower (`thinker_config.vision_config`), kept as read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VisionConfig {
+    pub depth: usize,
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_patch_size")]
+    pub patch_size: usize,
+    #[serde(default = "default_temporal_patch_size")]
+    pub temporal_patch_size: usize,
+    #[serde(default = "default_spatial_merge_size")]
+    pub spatial_merge_size: usize,
+    #[serde(default = "default_window_size")]
+    pub window_size: usize,
+    #[serde(default)]
+    pub fullatt_block_indexes: Vec<usize>,
+    pub out_hidden_size: usize,
+    #[serde(default = "default_in_channels")]
+    pub in_channels: usize,
+}
+
+/// Special token ids the thinker needs to place media features and positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenIds {
+    pub audio: u32,
+    pub image: u32,
+    pub video: u32,
+    pub audio_start: u32,
+    pub audio_end: u32,
+    pub vision_start: u32,
+    pub vision_end: u32,
+}
+
+/// The thinker's configuration, resolved from either config layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThinkerConfig {
+    pub text: TextConfig,
+    pub audio: Option<AudioConfig>,
+    pub vision: Option<VisionConfig>,
+    pub token_ids: TokenIds,
+    pub position_id_per_seconds: f64,
+    pub seconds_per_chunk: f64,
+    /// Decided only by the thinker-level flag (`text_config.tie_word_embeddings` is ignored).
+    pub tie_word_embeddings: bool,
+    /// Prefix of the thinker's tensors in the checkpoint (`thinker.` for the real layout).
+    pub weight_prefix: String,
+}
+
+fn default_mel_bins() -> usize {
+    128
+}
+fn default_n_window() -> usize {
+    100
+}
+fn default_max_source_positions() -> usize {
+    1500
+}
+fn default_patch_size() -> usize {
+    14
+}
+fn default_temporal_patch_size() -> usize {
+    2
+}
+fn default_spatial_merge_size() -> usize {
+    2
+}
+fn default_window_size() -> usize {
+    112
+}
+fn default_in_channels() -> usize {
+    3
+}
+
+#[derive(Deserialize)]
+struct RawRope {
+    rope_theta: Option<f64>,
+    mrope_section: Option<Vec<usize>>,
+}
+
+#[derive(Deserialize)]
+struct RawText {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<RawRope>,
+    rope_parameters: Option<RawRope>,
+    #[serde(default = "default_max_pos")]
+    max_position_embeddings: usize,
+    hidden_act: Option<String>,
+    use_sliding_window: Option<bool>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    32768
+}
+
+#[derive(Deserialize)]
+struct RawThinker {
+    text_config: RawText,
+    audio_config: Option<AudioConfig>,
+    vision_config: Option<VisionConfig>,
+    #[serde(default = "d_audio")]
+    audio_token_index: u32,
+    #[serde(default = "d_image")]
+    image_token_index: u32,
+    #[serde(default = "d_video")]
+    video_token_index: u32,
+    #[serde(default = "d_audio_start")]
+    audio_start_token_id: u32,
+    #[serde(default = "d_audio_end")]
+    audio_end_token_id: u32,
+    #[serde(default = "d_vision_start")]
+    vision_start_token_id: u32,
+    #[serde(default = "d_vision_end")]
+    vision_end_token_id: u32,
+    #[serde(default = "d_pos_per_s")]
+    position_id_per_seconds: f64,
+    #[serde(default = "d_s_per_chunk")]
+    seconds_per_chunk: f64,
+    /// The thinker class defaults to an untied lm_head.
+    #[serde(default)]
+    tie_word_embeddings: bool,
+}
+
+fn d_audio() -> u32 {
+    151646
+}
+fn d_image() -> u32 {
+    151655
+}
+fn d_video() -> u32 {
+    151656
+}
+fn d_audio_start() -> u32 {
+    151647
+}
+fn d_audio_end() -> u32 {
+    151648
+}
+fn d_vision_start() -> u32 {
+    151652
+}
+fn d_vision_end() -> u32 {
+    151653
+}
+fn d_pos_per_s() -> f64 {
+    25.0
+}
+fn d_s_per_chunk() -> f64 {
+    2.0
+}
+
+impl ThinkerConfig {
+    /// Reads and resolves `config.json` (either layout).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model config {}", path.display()))?;
+        Self::from_json_str(&text).with_context(|| format!("invalid model config {}", path.display()))
+    }
+
+    /// Resolves a config from its JSON text (either layout).
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()))?;
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let (thinker_value, field_prefix) = match model_type {
+            "qwen2_5_omni" => {
+                let Some(t) = value.get("thinker_config") else {
+                    bail!("field `thinker_config` is missing (model_type is qwen2_5_omni)");
+                };
+                (t.clone(), "thinker_config.")
+            }
+            "qwen2_5_omni_thinker" => (value, ""),
+            "" => bail!("field `model_type` is missing: expected `qwen2_5_omni` or `qwen2_5_omni_thinker`"),
+            other => bail!(
+                "field `model_type` is `{other}`: ttrav runs Qwen2.5-Omni checkpoints \
+                 (`qwen2_5_omni` or `qwen2_5_omni_thinker`)"
+            ),
+        };
+        let raw: RawThinker = serde_path_to_error::deserialize(thinker_value).map_err(|e| {
+            anyhow::anyhow!("field `{}{}`: {}", field_prefix, e.path(), e.inner())
+        })?;
+        Self::resolve(raw, field_prefix)
+    }
+
+    fn resolve(raw: RawThinker, prefix: &str) -> Result<Self> {
+        let t = raw.text_config;
+        let field = |name: &str| format!("{prefix}text_config.{name}");
+        if t.num_attention_heads == 0 {
+            bail!("field `{}` must be positive", field("num_attention_heads"));
+        }
+        let num_key_value_heads = t.num_key_value_heads.unwrap_or(t.num_attention_heads);
+        if num_key_value_heads == 0 || t.num_attention_heads % num_key_value_heads != 0 {
+            bail!(
+                "field `{}` ({num_key_value_heads}) must divide num_attention_heads ({})",
+                field("num_key_value_heads"),
+                t.num_attention_heads
+            );
+        }
+        let head_dim = match t.head_dim {
+            Some(d) => d,
+            None => {
+                if t.hidden_size % t.num_attention_heads != 0 {
+                    bail!(
+                        "field `{}` ({}) is not a multiple of num_attention_heads ({}) and no head_dim is given",
+                        field("hidden_size"),
+                        t.hidden_size,
+                        t.num_attention_heads
+                    );
+                }
+                t.hidden_size / t.num_attention_heads
+            }
+        };
+        if head_dim % 2 != 0 || head_dim == 0 {
+            bail!("head dimension {head_dim} must be even and positive");
+        }
+        if let Some(act) = &t.hidden_act {
+            if act != "silu" {
+                bail!("field `{}` is `{act}`: only `silu` is supported", field("hidden_act"));
+            }
+        }
+        if t.use_sliding_window == Some(true) {
+            bail!("field `{}` is true: sliding-window attention is not supported", field("use_sliding_window"));
+        }
+        // transformers 5 writes `rope_parameters`; older files a top-level rope_theta and rope_scaling.
+        let (rope_theta, mrope_section) = match (&t.rope_parameters, &t.rope_scaling) {
+            (Some(p), _) => (
+                p.rope_theta.or(t.rope_theta),
+                p.mrope_section.clone().or_else(|| t.rope_scaling.as_ref().and_then(|s| s.mrope_section.clone())),
+            ),
+            (None, Some(s)) => (s.rope_theta.or(t.rope_theta), s.mrope_section.clone()),
+            (None, None) => (t.rope_theta, None),
+        };
+        let rope_theta = rope_theta.with_context(|| {
+            format!("field `{}` (or `rope_parameters.rope_theta`) is missing", field("rope_theta"))
+        })?;
+        let mrope_section = mrope_section.with_context(|| {
+            format!(
+                "field `{}` (or `rope_parameters.mrope_section`) is missing: Qwen2.5-Omni needs the multimodal rotary sections",
+                field("rope_scaling.mrope_section")
+            )
+        })?;
+        if mrope_section.iter().sum::<usize>() != head_dim / 2 {
+            bail!(
+                "field `{}` {:?} must sum to head_dim / 2 = {}",
+                field("mrope_section"),
+                mrope_section,
+                head_dim / 2
+            );
+        }
+        let text = TextConfig {
+            vocab_size: t.vocab_size,
+            hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            num_hidden_layers: t.num_hidden_layers,
+            num_attention_heads: t.num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: t.rms_norm_eps,
+            rope_theta,
+            mrope_section,
+            max_position_embeddings: t.max_position_embeddings,
+        };
+        Ok(Self {
+            text,
+            audio: raw.audio_config,
+            vision: raw.vision_config,
+            token_ids: TokenIds {
+                audio: raw.audio_token_index,
+                image: raw.image_token_index,
+                video: raw.video_token_index,
+                audio_start: raw.audio_start_token_id,
+                audio_end: raw.audio_end_token_id,
+                vision_start: raw.vision_start_token_id,
+                vision_end: raw.vision_end_token_id,
+            },
+            position_id_per_seconds: raw.position_id_per_seconds,
+            seconds_per_chunk: raw.seconds_per_chunk,
+            tie_word_embeddings: raw.tie_word_embeddings,
+            weight_prefix: "thinker.".to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thinker_json(text_extra: &str, top_extra: &str) -> String {
+        format!(
+            r#"{{"model_type": "qwen2_5_omni_thinker", {top_extra}
+                "text_config": {{"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
+                  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2 {text_extra}}}}}"#
+        )
+    }
+
+    #[test]
+    fn new_rope_form() {
+        let c = ThinkerConfig::from_json_str(&thinker_json(
+            r#", "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [1,1,2]}"#,
+            "",
+        ))
+        .unwrap();
+        assert_eq!(c.text.head_dim, 8);
+        assert_eq!(c.text.rope_theta, 1e6);
+        assert_eq!(c.text.mrope_section, vec![1, 1, 2]);
+        assert!(!c.tie_word_embeddings);
+        assert_eq!(c.token_ids.audio, 151646);
+    }
+
+    #[test]
+    fn old_rope_form_and_explicit_head_dim() {
+        let c = ThinkerConfig::from_json_str(&thinker_json(
+            r#", "head_dim": 16, "rope_theta": 10000.0, "rope_scaling": {"type": "default", "mrope_section": [2,3,3]}"#,
+            r#""tie_word_embeddings": true, "audio_token_index": 7,"#,
+        ))
+        .unwrap();
+        assert_eq!(c.text.head_dim, 16);
+        assert_eq!(c.text.rope_theta, 10000.0);
+        assert_eq!(c.text.mrope_section, vec![2, 3, 3]);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.token_ids.audio, 7);
+    }
+
+    #[test]
+    fn full_config_nests_thinker() {
+        let inner = thinker_json(r#", "rope_theta": 10.0, "rope_scaling": {"mrope_section": [1,1,2]}"#, "");
+        let full = format!(r#"{{"model_type": "qwen2_5_omni", "thinker_config": {inner}, "talker_config": {{}}}}"#);
+        let c = ThinkerConfig::from_json_str(&full).unwrap();
+        assert_eq!(c.text.num_hidden_layers, 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = thinker_json(r#", "rope_theta": 10.0, "rope_scaling": {"mrope_section": [1,1,1]}"#, "");
+        let e = format!("{:#}", ThinkerConfig::from_json_str(&bad).unwrap_err());
+        assert!(e.contains("mrope_section"), "{e}");
+        let bad = r#"{"model_type": "qwen2_5_omni_thinker", "text_config": {"vocab_size": "many"}}"#;
+        let e = format!("{:#}", ThinkerConfig::from_json_str(bad).unwrap_err());
+        assert!(e.contains("text_config.vocab_size"), "{e}");
+        let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "llama"}"#).unwrap_err());
+        assert!(e.contains("llama"), "{e}");
+        let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "qwen2_5_"#).unwrap_err());
+        assert!(e.contains("line 1"), "{e}");
+        let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "qwen2_5_omni"}"#).unwrap_err());
+        assert!(e.contains("thinker_config"), "{e}");
+    }
+}

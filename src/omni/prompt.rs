@@ -1,0 +1,320 @@
+//! Prompts: the chat conversation, its rendering through the checkpoint's chat template (or the
+//! built-in ChatML one Qwen2.5-Omni uses), and tokenisation with the checkpoint's tokenizer.json.
+//!
+//! A user turn is a list of content items (text, audio, image, video). Rendering writes one
+//! placeholder per media item (`<|audio_bos|><|AUDIO|><|audio_eos|>`, ...); the media processors
+//! expand each placeholder to as many tokens as the media's features.
+
+use crate::hub::ModelSource;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One item of a message's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentItem {
+    Text(String),
+    Audio(PathBuf),
+    Image(PathBuf),
+    Video(PathBuf),
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: Vec<ContentItem>,
+}
+
+impl Message {
+    pub fn system(text: impl Into<String>) -> Self {
+        Self { role: "system".into(), content: vec![ContentItem::Text(text.into())] }
+    }
+
+    pub fn user(content: Vec<ContentItem>) -> Self {
+        Self { role: "user".into(), content }
+    }
+
+    pub fn user_text(text: impl Into<String>) -> Self {
+        Self::user(vec![ContentItem::Text(text.into())])
+    }
+}
+
+/// The Omni special tokens ttrav needs, by name.
+pub const IM_START: &str = "<|im_start|>";
+pub const IM_END: &str = "<|im_end|>";
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+/// The checkpoint's chat template, or the built-in ChatML one.
+#[derive(Debug, Clone)]
+pub enum ChatTemplate {
+    /// A Jinja template shipped with the checkpoint, and the file it came from.
+    Jinja { source: String, file: PathBuf },
+    /// The ChatML layout Qwen2.5-Omni uses, written in code.
+    BuiltIn,
+}
+
+#[derive(Serialize)]
+struct JinjaItem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JinjaMessage {
+    role: String,
+    content: serde_json::Value,
+}
+
+fn jinja_message(m: &Message) -> JinjaMessage {
+    // A message that is all text is passed as a string (what chat templates expect of system
+    // prompts); one with media as a list of typed items.
+    let all_text = m.content.iter().all(|c| matches!(c, ContentItem::Text(_)));
+    let content = if all_text {
+        let text: String = m
+            .content
+            .iter()
+            .map(|c| match c {
+                ContentItem::Text(t) => t.as_str(),
+                _ => "",
+            })
+            .collect();
+        serde_json::Value::String(text)
+    } else {
+        let items: Vec<JinjaItem> = m
+            .content
+            .iter()
+            .map(|c| {
+                let p = |p: &Path| Some(p.display().to_string());
+                match c {
+                    ContentItem::Text(t) => JinjaItem { kind: "text", text: Some(t.clone()), audio: None, image: None, video: None },
+                    ContentItem::Audio(a) => JinjaItem { kind: "audio", text: None, audio: p(a), image: None, video: None },
+                    ContentItem::Image(i) => JinjaItem { kind: "image", text: None, audio: None, image: p(i), video: None },
+                    ContentItem::Video(v) => JinjaItem { kind: "video", text: None, audio: None, image: None, video: p(v) },
+                }
+            })
+            .collect();
+        serde_json::to_value(items).unwrap_or(serde_json::Value::Null)
+    };
+    JinjaMessage { role: m.role.clone(), content }
+}
+
+impl ChatTemplate {
+    /// The template the checkpoint ships (`chat_template.jinja`, `chat_template.json`, or the
+    /// `chat_template` field of `tokenizer_config.json`), else the built-in one.
+    pub fn load(model: &ModelSource) -> Result<Self> {
+        if let Some(file) = model.get_optional("chat_template.jinja")? {
+            let source = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            return Ok(Self::Jinja { source, file });
+        }
+        for name in ["chat_template.json", "tokenizer_config.json"] {
+            let Some(file) = model.get_optional(name)? else { continue };
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", file.display(), e.line(), e.column())
+            })?;
+            match value.get("chat_template") {
+                None | Some(serde_json::Value::Null) => continue,
+                Some(serde_json::Value::String(s)) => return Ok(Self::Jinja { source: s.clone(), file }),
+                // A list of named templates: take "default".
+                Some(serde_json::Value::Array(list)) => {
+                    let default = list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"));
+                    match default.and_then(|t| t.get("template")).and_then(|t| t.as_str()) {
+                        Some(s) => return Ok(Self::Jinja { source: s.to_string(), file }),
+                        None => bail!("{}: field `chat_template` lists no template named \"default\"", file.display()),
+                    }
+                }
+                Some(_) => bail!("{}: field `chat_template` is neither a string nor a list", file.display()),
+            }
+        }
+        Ok(Self::BuiltIn)
+    }
+
+    /// Renders a conversation, ending with the assistant's generation prompt when asked.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        match self {
+            Self::BuiltIn => Ok(render_chatml(messages, add_generation_prompt)),
+            Self::Jinja { source, file } => {
+                let mut env = minijinja::Environment::new();
+                // Python string and dict methods (`.strip()`, `.items()`, ...) as Hugging Face templates use them.
+                env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+                env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+                    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+                });
+                env.add_template("chat", source)
+                    .with_context(|| format!("the chat template in {} does not parse", file.display()))?;
+                let msgs: Vec<JinjaMessage> = messages.iter().map(jinja_message).collect();
+                env.get_template("chat")?
+                    .render(minijinja::context! {
+                        messages => msgs,
+                        add_generation_prompt => add_generation_prompt,
+                        bos_token => "",
+                        eos_token => IM_END,
+                    })
+                    .with_context(|| format!("rendering the chat template in {} failed", file.display()))
+            }
+        }
+    }
+}
+
+/// The placeholder a media item renders to before expansion.
+pub fn placeholder(item: &ContentItem) -> &'static str {
+    match item {
+        ContentItem::Text(_) => "",
+        ContentItem::Audio(_) => "<|audio_bos|><|AUDIO|><|audio_eos|>",
+        ContentItem::Image(_) => "<|vision_bos|><|IMAGE|><|vision_eos|>",
+        ContentItem::Video(_) => "<|vision_bos|><|VIDEO|><|vision_eos|>",
+    }
+}
+
+/// ChatML: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`.
+fn render_chatml(messages: &[Message], add_generation_prompt: bool) -> String {
+    let mut out = String::new();
+    for m in messages {
+        out.push_str(IM_START);
+        out.push_str(&m.role);
+        out.push('\n');
+        for item in &m.content {
+            match item {
+                ContentItem::Text(t) => out.push_str(t),
+                other => out.push_str(placeholder(other)),
+            }
+        }
+        out.push_str(IM_END);
+        out.push('\n');
+    }
+    if add_generation_prompt {
+        out.push_str(IM_START);
+        out.push_str("assistant\n");
+    }
+    out
+}
+
+/// The checkpoint's tokenizer with the special token ids ttrav needs.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    file: PathBuf,
+    /// `<|im_end|>`: ends the assistant's turn.
+    pub im_end: u32,
+    /// `<|endoftext|>`: padding and end of document.
+    pub end_of_text: u32,
+}
+
+impl TextTokenizer {
+    pub fn load(model: &ModelSource) -> Result<Self> {
+        let file = model.get("tokenizer.json").with_context(|| {
+            format!("model {} has no tokenizer.json, which generation needs", model.describe())
+        })?;
+        Self::from_file(&file)
+    }
+
+    pub fn from_file(file: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(file)
+            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
+        let mut t = Self { inner, file: file.to_path_buf(), im_end: 0, end_of_text: 0 };
+        t.im_end = t.special_id(IM_END)?;
+        t.end_of_text = t.special_id(END_OF_TEXT)?;
+        Ok(t)
+    }
+
+    /// The id of a special token; an error naming the tokenizer file when it lacks it.
+    pub fn special_id(&self, token: &str) -> Result<u32> {
+        self.inner.token_to_id(token).with_context(|| {
+            format!("tokenizer {} has no special token {token}, which Qwen2.5-Omni prompts need", self.file.display())
+        })
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("tokenizing with {} failed: {e}", self.file.display()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, without special tokens.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow::anyhow!("decoding with {} failed: {e}", self.file.display()))
+    }
+}
+
+/// Tokenizer and chat template together: turns a conversation into prompt ids.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    pub tokenizer: TextTokenizer,
+    pub template: ChatTemplate,
+}
+
+impl Processor {
+    pub fn load(model: &ModelSource) -> Result<Self> {
+        Ok(Self { tokenizer: TextTokenizer::load(model)?, template: ChatTemplate::load(model)? })
+    }
+
+    /// The prompt ids for a conversation, ending with the assistant's generation prompt.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        if messages.iter().flat_map(|m| &m.content).any(|c| !matches!(c, ContentItem::Text(_))) {
+            bail!("audio, image and video prompts are not supported yet");
+        }
+        let text = self.template.render(messages, true)?;
+        self.tokenizer.encode(&text)
+    }
+
+    /// The conversation of an optional system prompt and one user turn.
+    pub fn conversation(system: Option<&str>, user: Vec<ContentItem>) -> Vec<Message> {
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(Message::system(s));
+        }
+        messages.push(Message::user(user));
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_chatml() {
+        let msgs = vec![Message::system("Be brief."), Message::user_text("Hi")];
+        let s = ChatTemplate::BuiltIn.render(&msgs, true).unwrap();
+        assert_eq!(s, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        let msgs = vec![Message::user(vec![ContentItem::Audio("a.wav".into()), ContentItem::Text("What?".into())])];
+        let s = ChatTemplate::BuiltIn.render(&msgs, false).unwrap();
+        assert_eq!(s, "<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|>What?<|im_end|>\n");
+    }
+
+    #[test]
+    fn jinja_template_sees_typed_items() {
+        let t = ChatTemplate::Jinja {
+            source: "{% for m in messages %}[{{ m.role }}:{% if m.content is string %}{{ m.content }}\
+                     {% else %}{% for c in m.content %}{{ c.type }}{% endfor %}{% endif %}]{% endfor %}\
+                     {% if add_generation_prompt %}>{% endif %}"
+                .into(),
+            file: "t.json".into(),
+        };
+        let msgs = vec![
+            Message::system("S"),
+            Message::user(vec![ContentItem::Image("x.png".into()), ContentItem::Text("q".into())]),
+        ];
+        assert_eq!(t.render(&msgs, true).unwrap(), "[system:S][user:imagetext]>");
+    }
+
+    #[test]
+    fn broken_template_names_its_file() {
+        let t = ChatTemplate::Jinja { source: "{% for %}".into(), file: "/m/chat_template.json".into() };
+        let e = format!("{:#}", t.render(&[Message::user_text("x")], true).unwrap_err());
+        assert!(e.contains("/m/chat_template.json"), "{e}");
+    }
+}
