@@ -31,10 +31,14 @@ Layout of one fixture directory `<out>/<name>/`:
   meta.json              human-readable summary (shapes, token ids, checks performed).
   (text_basic only) tokenizer.json, tokenizer_config.json, chat_template.json,
                     generation_config.json, prompt.json
+  (audio_* only)    extra input/expected tensors (input_features, feature_attention_mask,
+                    raw_waveform[.i], mel_features[.i], audio_tower_output): see the
+                    "TEXT + AUDIO fixtures" section below.
 
 Adding a fixture: write a `fixture_<name>(out_dir)` function and register it in
 `FIXTURES` at the bottom. Shared helpers: `thinker_config`, `build_model`,
-`save_model`, `check_reload`, `text_expected`, `write_safetensors`.
+`save_model`, `check_reload`, `text_expected`, `write_safetensors`; for audio
+`run_audio_fixture` (real Qwen2_5OmniProcessor + WhisperFeatureExtractor) and `synth_waveform`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 # Quiet transformers before it is imported (talker default token ids trigger config warnings).
@@ -448,15 +453,30 @@ def _drop_b(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t[0] if batch == 1 else t
 
 
-def text_expected(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_token_id: int) -> tuple[dict, dict]:
-    """Forward + get_rope_index + greedy generation; returns (tensors, report)."""
+def text_expected(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pad_token_id: int,
+    mm_inputs: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict, dict]:
+    """Forward + get_rope_index + greedy generation; returns (tensors, report).
+
+    `mm_inputs` (e.g. input_features + feature_attention_mask) are passed to every forward and to generate.
+    """
     B, L = input_ids.shape
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    mm_inputs = dict(mm_inputs or {})
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **mm_inputs}
     report: dict = {}
     with torch.no_grad():
         model.model.rope_deltas = None
         out = model(**inputs, output_hidden_states=True, use_cache=False)
-        position_ids, rope_deltas = model.model.get_rope_index(input_ids, None, None, attention_mask)
+        if "feature_attention_mask" in mm_inputs:
+            position_ids, rope_deltas = model.model.get_rope_index(
+                input_ids, None, None, attention_mask, False, mm_inputs["feature_attention_mask"].sum(-1)
+            )
+        else:
+            position_ids, rope_deltas = model.model.get_rope_index(input_ids, None, None, attention_mask)
     assert position_ids.shape == (3, B, L), position_ids.shape
     rope_deltas = rope_deltas.reshape(B).to(torch.int64)
     exp = {
@@ -503,7 +523,7 @@ def text_expected(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     full_mask = torch.cat([attention_mask, torch.ones(B, GREEDY_STEPS, dtype=attention_mask.dtype)], dim=1)
     with torch.no_grad():
         model.model.rope_deltas = None
-        full = model(input_ids=full_ids, attention_mask=full_mask, use_cache=False).logits
+        full = model(input_ids=full_ids, attention_mask=full_mask, use_cache=False, **mm_inputs).logits
     ref = full[:, L - 1 : L - 1 + GREEDY_STEPS]
     report["steps_vs_full_forward_maxdiff"] = (ref - step_logits).abs().max().item()
     report["greedy_tokens"] = seq.tolist()
@@ -564,14 +584,21 @@ def run_text_fixture(
     reload = check_reload(out_dir, model, {"input_ids": input_ids, "attention_mask": attention_mask}, tied)
     exp, report = text_expected(model, input_ids, attention_mask, tok.token_to_id("<|endoftext|>"))
     write_safetensors(out_dir / "expected.safetensors", exp)
+    meta = common_meta(tok, cfg, seed, input_ids, exp, {**reload, **report})
+    meta.update(extra_meta)
+    write_meta(out_dir, meta)
+    return meta
+
+
+def common_meta(tok: Tokenizer, cfg: Qwen2_5OmniThinkerConfig, seed: int, input_ids: torch.Tensor, exp: dict, checks: dict) -> dict:
     tc = cfg.text_config
-    meta = {
+    return {
         "generator": "scripts/make_omni_fixtures.py",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "seed": seed,
         "batch": int(input_ids.shape[0]),
         "seq_len": int(input_ids.shape[1]),
-        "tied_lm_head": tied,
+        "tied_lm_head": bool(cfg.tie_word_embeddings),
         "text": {
             "vocab_size": tc.vocab_size,
             "hidden_size": tc.hidden_size,
@@ -585,12 +612,9 @@ def run_text_fixture(
         "greedy_steps": GREEDY_STEPS,
         "hidden_states_convention": "hidden_states.0 = input embeddings; hidden_states.k (1<=k<N) = output of decoder "
         "layer k; hidden_states.N (N = num_hidden_layers) = last layer output AFTER the final RMSNorm",
-        "checks": {**reload, **report},
+        "checks": checks,
         "expected_shapes": {k: list(v.shape) for k, v in sorted(exp.items())},
     }
-    meta.update(extra_meta)
-    write_meta(out_dir, meta)
-    return meta
 
 
 # ---------------------------------------------------------------------------------------
@@ -799,11 +823,400 @@ def fixture_text_head_dim(out_dir: Path) -> dict:
     return meta
 
 
+# ---------------------------------------------------------------------------------------
+# TEXT + AUDIO fixtures
+# ---------------------------------------------------------------------------------------
+#
+# Extra layout of an audio fixture directory (on top of the text layout above):
+#
+#   inputs.safetensors    input_features [N_audio, 128, F] f32 and feature_attention_mask [N_audio, F] int64
+#                         (one row per audio, in prompt order: the processor stacks every audio of the batch,
+#                         it does not group them per prompt); F is the processor's 30000 frames cut down to a
+#                         few frames >= the longest audio (checked: same logits as the untrimmed features).
+#                         raw_waveform [S] f32 at 16 kHz (one audio) or raw_waveform.0, raw_waveform.1, ...
+#                         (several audios, prompt order). input_ids already hold the expanded placeholders.
+#   expected.safetensors  mel_features [128, F_valid] (one audio) or mel_features.0, ... : the processor's
+#                         log-mel restricted to the valid frames (F_valid = ceil(S / 160));
+#                         audio_tower_output [n_audio_tokens_total, output_dim]: the tower output of all the
+#                         prompt's audios, concatenated as scattered into the <|AUDIO|> positions.
+
+AUDIO_SAMPLING_RATE = 16000
+# The feature-extractor part of Qwen2.5-Omni's preprocessor_config.json.
+WHISPER_FE_KWARGS = dict(
+    feature_size=128,
+    sampling_rate=AUDIO_SAMPLING_RATE,
+    hop_length=160,
+    n_fft=400,
+    chunk_length=300,
+    padding_value=0.0,
+    dither=0.0,
+    return_attention_mask=True,
+)
+# tokenizer attributes the Qwen2.5-Omni processor reads (the released tokenizer_config sets them the same way)
+OMNI_TOKENIZER_EXTRA_SPECIAL = {
+    "audio_token": "<|AUDIO|>",
+    "audio_bos_token": "<|audio_bos|>",
+    "audio_eos_token": "<|audio_eos|>",
+    "image_token": "<|IMAGE|>",
+    "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
+}
+AUDIO_PLACEHOLDER = "<|audio_bos|><|AUDIO|><|audio_eos|>"
+
+
+def make_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(**WHISPER_FE_KWARGS)
+
+
+def build_audio_processor(tok: Tokenizer):
+    """The real `Qwen2_5OmniProcessor` (tokenizer of the fixtures + Whisper extractor), without a video processor.
+
+    The video processor needs torchvision, which the reference environment does not have; only its class check
+    is skipped (audio processing never touches it).
+    """
+    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor
+
+    class AudioOnlyOmniProcessor(Qwen2_5OmniProcessor):
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name == "video_processor" and argument is None:
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    with tempfile.TemporaryDirectory() as td:
+        write_tokenizer_files(Path(td), tok)
+        cfg_path = Path(td, "tokenizer_config.json")
+        tok_cfg = json.loads(cfg_path.read_text())
+        tok_cfg["extra_special_tokens"] = OMNI_TOKENIZER_EXTRA_SPECIAL
+        cfg_path.write_text(json.dumps(tok_cfg))
+        hf_tok = AutoTokenizer.from_pretrained(td)
+    assert hf_tok.audio_token_id == tok.token_to_id("<|AUDIO|>")
+    return AudioOnlyOmniProcessor(
+        image_processor=Qwen2VLImageProcessor(),
+        video_processor=None,
+        feature_extractor=make_feature_extractor(),
+        tokenizer=hf_tok,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def synth_waveform(
+    num_samples: int,
+    seed: int,
+    tones: list[tuple[float, float]],
+    noise: float = 0.02,
+    silence: tuple[float, float] | None = None,
+    chirp: tuple[float, float, float] | None = None,
+) -> torch.Tensor:
+    """Seeded synthetic mono audio at 16 kHz, f32: sines (freq Hz, amplitude) with random phases under a slow
+    amplitude envelope, optional linear chirp (f0, f1, amplitude), Gaussian noise, and an optional exactly silent
+    stretch given as (start, end) fractions of the length."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(num_samples, dtype=torch.float64) / AUDIO_SAMPLING_RATE
+    x = torch.zeros(num_samples, dtype=torch.float64)
+    for freq, amp in tones:
+        phase = float(torch.rand((), generator=g, dtype=torch.float64)) * 2 * torch.pi
+        x += amp * torch.sin(2 * torch.pi * freq * t + phase)
+    if chirp is not None:
+        f0, f1, amp = chirp
+        dur = num_samples / AUDIO_SAMPLING_RATE
+        x += amp * torch.sin(2 * torch.pi * (f0 * t + 0.5 * (f1 - f0) / dur * t * t))
+    x *= 0.65 + 0.35 * torch.sin(2 * torch.pi * 1.7 * t)
+    x += noise * torch.randn(num_samples, generator=g, dtype=torch.float64)
+    if silence is not None:
+        a, b = int(silence[0] * num_samples), int(silence[1] * num_samples)
+        x[a:b] = 0.0
+    assert x.abs().max() < 1.0
+    return x.to(torch.float32)
+
+
+def audio_lengths(num_samples: int, n_window: int) -> dict:
+    """Frame / chunk / token counts of one audio (notes sections 3 and 4)."""
+    hop = WHISPER_FE_KWARGS["hop_length"]
+    frames = -(-num_samples // hop)
+    chunk = 2 * n_window
+    n_chunks = -(-frames // chunk)
+    chunk_lengths = [chunk] * (n_chunks - 1) + [frames - chunk * (n_chunks - 1)]
+    l1 = (frames - 1) // 2 + 1
+    return {
+        "num_samples": num_samples,
+        "duration_s": num_samples / AUDIO_SAMPLING_RATE,
+        "valid_frames": frames,
+        "chunk_size_frames": chunk,
+        "chunk_count": n_chunks,
+        "chunk_lengths": chunk_lengths,
+        "chunk_conv_out_lengths": [(c - 1) // 2 + 1 for c in chunk_lengths],
+        "L1": l1,
+        "L1_is_odd": l1 % 2 == 1,
+        "last_chunk_partial": frames % chunk != 0,
+        "num_audio_tokens": (l1 - 2) // 2 + 1,
+    }
+
+
+def run_audio_fixture(
+    out_dir: Path,
+    *,
+    seed: int,
+    system: str,
+    content: list,
+    stored_frames: int | None = None,
+    extra_meta: dict | None = None,
+) -> dict:
+    """`content`: the user turn, items either a str (text) or a 1-D f32 waveform tensor (audio).
+
+    `stored_frames`: F of the stored input_features (default: the longest audio's valid frames)."""
+    tok = get_tokenizer()
+    ids = special_ids(tok)
+    proc = build_audio_processor(tok)
+    waves = [c for c in content if isinstance(c, torch.Tensor)]
+    n_audio = len(waves)
+    assert n_audio >= 1
+
+    # 1. Prompt through the chat template (processor and plain tokenizer agree with the manual ChatML form).
+    items = []
+    for c in content:
+        if isinstance(c, torch.Tensor):
+            items.append({"type": "audio", "audio": f"audio_{len(items)}.wav"})
+        else:
+            items.append({"type": "text", "text": c})
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": items}]
+    text = proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    manual = chatml(system, "".join(AUDIO_PLACEHOLDER if isinstance(c, torch.Tensor) else c for c in content))
+    assert text == manual, (text, manual)
+
+    # 2. The processor: expanded input_ids and the Whisper features.
+    wave_np = [w.numpy() for w in waves]
+    enc = proc(text=text, audio=wave_np, return_tensors="pt")
+    input_ids = enc["input_ids"].to(torch.int64)
+    attention_mask = enc["attention_mask"].to(torch.int64)
+    feats_full = enc["input_features"]
+    fam_full = enc["feature_attention_mask"]
+    proc_dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    nb_max = make_feature_extractor().nb_max_frames
+    assert feats_full.shape == (n_audio, 128, nb_max) and feats_full.dtype == torch.float32, feats_full.shape
+    assert fam_full.shape == (n_audio, nb_max), fam_full.shape
+    assert input_ids.shape[0] == 1
+
+    n_window = tiny_audio_config()["n_window"]
+    per_audio = [audio_lengths(int(w.numel()), n_window) for w in waves]
+    valid = [a["valid_frames"] for a in per_audio]
+    assert fam_full.sum(-1).tolist() == valid, (fam_full.sum(-1), valid)
+    for i, v in enumerate(valid):  # the mask is a prefix of ones
+        assert bool((fam_full[i, :v] == 1).all()) and bool((fam_full[i, v:] == 0).all())
+    assert max(a["chunk_conv_out_lengths"][0] for a in per_audio) <= tiny_audio_config()["max_source_positions"]
+
+    # Placeholder expansion = n_tokens copies of <|AUDIO|> per audio, in prompt order.
+    pieces = text.split(AUDIO_PLACEHOLDER)
+    assert len(pieces) == n_audio + 1
+    expanded = pieces[0]
+    for a, rest in zip(per_audio, pieces[1:]):
+        expanded += "<|audio_bos|>" + "<|AUDIO|>" * a["num_audio_tokens"] + "<|audio_eos|>" + rest
+    manual_ids = tok.encode(expanded, add_special_tokens=False).ids
+    assert input_ids[0].tolist() == manual_ids
+    n_tok_total = sum(a["num_audio_tokens"] for a in per_audio)
+    assert int((input_ids == ids["<|AUDIO|>"]).sum()) == n_tok_total
+
+    # The extractor run on one audio at a time gives the same rows (batching does not mix audios).
+    fe = make_feature_extractor()
+    for i, w in enumerate(wave_np):
+        one = fe(w, sampling_rate=AUDIO_SAMPLING_RATE, padding="max_length", return_attention_mask=True, return_tensors="pt")
+        assert torch.equal(one["input_features"][0], feats_full[i]), i
+        assert torch.equal(one["attention_mask"][0], fam_full[i]), i
+
+    # 3. Stored (trimmed) features.
+    F = stored_frames if stored_frames is not None else max(valid)
+    assert max(valid) <= F <= nb_max
+    feats = feats_full[:, :, :F].contiguous()
+    fam = fam_full[:, :F].to(torch.int64).contiguous()
+    mm = {"input_features": feats, "feature_attention_mask": fam}
+
+    # 4. Model, reload, expected tensors.
+    cfg = thinker_config(ids, tiny_text_config(), tie_word_embeddings=False, user_token_id=tok.token_to_id("user"))
+    model = build_model(cfg, seed)
+    save_model(out_dir, model, saved_config_json(cfg, THINKER_ARCH), tied=False)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **mm}
+    if n_audio == 1:
+        inputs["raw_waveform"] = waves[0]
+    else:
+        for i, w in enumerate(waves):
+            inputs[f"raw_waveform.{i}"] = w
+    write_safetensors(out_dir / "inputs.safetensors", inputs)
+    reload = check_reload(out_dir, model, {"input_ids": input_ids, "attention_mask": attention_mask, **mm}, tied=False)
+    exp, report = text_expected(model, input_ids, attention_mask, ids["<|endoftext|>"], mm_inputs=mm)
+    assert report["step0_vs_forward_last_maxdiff"] <= 1e-5, report
+    assert report["steps_vs_full_forward_maxdiff"] <= 1e-4, report
+
+    with torch.no_grad():
+        tower = model.model.get_audio_features(feats, fam).last_hidden_state.float()
+    assert tower.shape == (n_tok_total, cfg.audio_config.output_dim), tower.shape
+    audio_pos = input_ids[0] == ids["<|AUDIO|>"]
+    checks = {**reload, **report}
+    checks["audio_tower_output_equals_hidden_states0_at_audio_positions"] = bool(
+        torch.equal(exp["hidden_states.0"][audio_pos], tower)
+    )
+    assert checks["audio_tower_output_equals_hidden_states0_at_audio_positions"]
+    exp["audio_tower_output"] = tower
+    for i, v in enumerate(valid):
+        key = "mel_features" if n_audio == 1 else f"mel_features.{i}"
+        exp[key] = feats_full[i, :, :v].contiguous()
+
+    # Positions of an audio-only prompt: plain 0..L-1 on all three rows (no image/video grid given).
+    L = input_ids.shape[1]
+    checks["position_ids_sequential"] = bool(
+        torch.equal(exp["position_ids"], torch.arange(L).view(1, 1, L).expand(3, 1, L))
+    )
+    checks["rope_deltas"] = exp["rope_deltas"].tolist()
+
+    # Trimmed features vs the processor's full 30000-frame features (int32 mask, as the processor returns it).
+    with torch.no_grad():
+        model.model.rope_deltas = None
+        full_out = model(input_ids=input_ids, attention_mask=attention_mask, input_features=feats_full,
+                         feature_attention_mask=fam_full, use_cache=False)
+        tower_full = model.model.get_audio_features(feats_full, fam_full).last_hidden_state.float()
+    d_full = (full_out.logits[0] - exp["logits"]).abs().max().item()
+    checks["trimmed_vs_full_features_logits_maxdiff"] = d_full
+    checks["trimmed_vs_full_features_logits_identical"] = bool(torch.equal(full_out.logits[0], exp["logits"]))
+    checks["trimmed_vs_full_features_tower_identical"] = bool(torch.equal(tower_full, tower))
+    assert d_full <= 1e-6, d_full
+
+    # The audio matters: zeroed features change the logits.
+    with torch.no_grad():
+        model.model.rope_deltas = None
+        zero_out = model(input_ids=input_ids, attention_mask=attention_mask, input_features=torch.zeros_like(feats),
+                         feature_attention_mask=fam, use_cache=False)
+    checks["logits_with_zeroed_features_maxdiff"] = round((zero_out.logits[0] - exp["logits"]).abs().max().item(), 4)
+    assert checks["logits_with_zeroed_features_maxdiff"] > 0.1
+
+    # Reference point for a reimplementation of the front end: transformers' numpy (f64) extractor path vs the
+    # torch (f32) path the processor uses, on the valid frames (zero padding beyond them does not change them).
+    np_diffs = []
+    for i, w in enumerate(wave_np):
+        padded = np.pad(w, (0, valid[i] * 160 + 400 - w.shape[0]))
+        mel_np = fe._np_extract_fbank_features(padded[None], "cpu")[0][:, : valid[i]]
+        np_diffs.append(float(np.abs(mel_np - feats_full[i, :, : valid[i]].numpy()).max()))
+    checks["mel_numpy_path_vs_torch_path_maxdiff"] = np_diffs
+
+    if n_audio > 1:
+        # One tower call per audio, concatenated, vs the joint call.
+        parts = []
+        with torch.no_grad():
+            for i in range(n_audio):
+                parts.append(model.model.get_audio_features(feats[i : i + 1], fam[i : i + 1]).last_hidden_state)
+        checks["per_audio_tower_vs_joint_maxdiff"] = (torch.cat(parts) - tower).abs().max().item()
+
+    write_safetensors(out_dir / "expected.safetensors", exp)
+    meta = common_meta(tok, cfg, seed, input_ids, exp, checks)
+    ac = cfg.audio_config
+    meta.update(
+        {
+            "prompt": {"system": system, "content": [c if isinstance(c, str) else "<audio>" for c in content],
+                       "text": text, "expanded_text": expanded},
+            "hidden_states_convention": meta["hidden_states_convention"].replace(
+                "input embeddings", "input embeddings after the audio tower output is scattered into the <|AUDIO|> positions"
+            ),
+            "audio_config": {
+                "d_model": ac.d_model, "encoder_layers": ac.encoder_layers,
+                "encoder_attention_heads": ac.encoder_attention_heads, "encoder_ffn_dim": ac.encoder_ffn_dim,
+                "output_dim": ac.output_dim, "n_window": ac.n_window, "num_mel_bins": ac.num_mel_bins,
+                "max_source_positions": ac.max_source_positions,
+            },
+            "feature_extractor": {**WHISPER_FE_KWARGS, "class": "WhisperFeatureExtractor", "padding": "max_length",
+                                  "nb_max_frames": nb_max},
+            "num_audios": n_audio,
+            "audios": per_audio,
+            "num_audio_tokens_total": n_tok_total,
+            "audio_token_spans": _token_spans(input_ids[0], ids["<|AUDIO|>"]),
+            "stored_feature_frames": F,
+            "input_shapes": {k: list(v.shape) for k, v in sorted(inputs.items())},
+            "input_dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in sorted(inputs.items())},
+            "processor_output_dtypes": proc_dtypes,
+            "processor_output_shapes": {k: list(v.shape) for k, v in enc.items() if isinstance(v, torch.Tensor)},
+            "waveform_keys": "raw_waveform" if n_audio == 1 else [f"raw_waveform.{i}" for i in range(n_audio)],
+            "mel_keys": "mel_features" if n_audio == 1 else [f"mel_features.{i}" for i in range(n_audio)],
+            "notes": [
+                "input_features / feature_attention_mask: one row per audio in prompt order (the processor stacks "
+                "every audio of the batch along dim 0), cut from the processor's 30000 frames to the stored F; "
+                "the processor returns feature_attention_mask as int32, stored here as int64.",
+                "The model sees only the valid frames: input_features[i, :, :valid_frames[i]].",
+                "position_ids of a text+audio prompt (no image/video) are 0..L-1 on all three rows, rope_deltas 0.",
+            ],
+        }
+    )
+    if extra_meta:
+        meta.update(extra_meta)
+    write_meta(out_dir, meta)
+    return meta
+
+
+def _token_spans(ids_row: torch.Tensor, token_id: int) -> list[list[int]]:
+    """[start, end) index ranges of runs of `token_id`."""
+    spans, start = [], None
+    row = ids_row.tolist()
+    for i, t in enumerate(row + [None]):
+        if t == token_id and start is None:
+            start = i
+        elif t != token_id and start is not None:
+            spans.append([start, i])
+            start = None
+    return spans
+
+
+def fixture_audio_basic(out_dir: Path) -> dict:
+    """One audio: 9000 samples -> 57 frames = 4 chunks of 16 (last partial: 9), L1 = 29 (odd: pooling drops a row)."""
+    wave = synth_waveform(9000, seed=5105, tones=[(220.0, 0.3), (660.0, 0.15), (1500.0, 0.08)], silence=(0.55, 0.7))
+    a = audio_lengths(wave.numel(), tiny_audio_config()["n_window"])
+    assert a["last_chunk_partial"] and a["L1_is_odd"] and a["chunk_count"] == 4, a
+    return run_audio_fixture(
+        out_dir,
+        seed=5005,
+        system="You are a helpful assistant.",
+        content=[wave, "What is this sound?"],
+        stored_frames=64,  # 7 padded frames after the 57 valid ones (mask 0)
+    )
+
+
+def fixture_audio_two_clips(out_dir: Path) -> dict:
+    """Two audios of different lengths in one prompt, text between them."""
+    w0 = synth_waveform(6000, seed=6106, tones=[(330.0, 0.25), (990.0, 0.12)], silence=(0.1, 0.25))
+    w1 = synth_waveform(4321, seed=6107, tones=[(125.0, 0.2)], chirp=(400.0, 3000.0, 0.25), noise=0.05)
+    a0 = audio_lengths(w0.numel(), tiny_audio_config()["n_window"])
+    a1 = audio_lengths(w1.numel(), tiny_audio_config()["n_window"])
+    # first audio: odd L1 (its last conv row is dropped by pooling, and pooling must restart at audio 1)
+    assert a0["L1_is_odd"] and a0["valid_frames"] != a1["valid_frames"], (a0, a1)
+    return run_audio_fixture(
+        out_dir,
+        seed=6006,
+        system="You are a helpful assistant.",
+        content=["Listen to this.", w0, "And this one.", w1, "What is the sound?"],
+    )
+
+
+def fixture_audio_long_chunks(out_dir: Path) -> dict:
+    """One longer audio: 48640 samples (3.04 s) -> 304 frames = 19 full chunks of 16, L1 = 152, 76 tokens."""
+    wave = synth_waveform(
+        48640, seed=7107, tones=[(180.0, 0.2), (440.0, 0.15), (2500.0, 0.05)], chirp=(200.0, 4000.0, 0.15),
+        silence=(0.4, 0.5),
+    )
+    a = audio_lengths(wave.numel(), tiny_audio_config()["n_window"])
+    assert not a["last_chunk_partial"] and a["valid_frames"] == 304 and a["chunk_count"] == 19, a
+    return run_audio_fixture(
+        out_dir,
+        seed=7007,
+        system="You are a helpful assistant.",
+        content=[wave, "Please describe what you hear in this audio clip."],
+    )
+
+
 FIXTURES = {
     "text_basic": fixture_text_basic,
     "text_batch_leftpad": fixture_text_batch_leftpad,
     "text_full_config_tied": fixture_text_full_config_tied,
     "text_head_dim": fixture_text_head_dim,
+    "audio_basic": fixture_audio_basic,
+    "audio_two_clips": fixture_audio_two_clips,
+    "audio_long_chunks": fixture_audio_long_chunks,
 }
 
 

@@ -14,8 +14,8 @@
 //! let device = candle_core::Device::Cpu;
 //! let thinker = Thinker::load(&model, &device, candle_core::DType::F32)?;
 //! let processor = Processor::load(&model)?;
-//! let ids = processor.encode_chat(&[Message::user_text("Name a prime number.")])?;
-//! let batch = PromptBatch::left_padded(&[ids], processor.tokenizer.end_of_text)?;
+//! let prompt = processor.encode_chat(&[Message::user_text("Name a prime number.")])?;
+//! let batch = PromptBatch::from_prompts(&[prompt], processor.tokenizer.end_of_text)?;
 //! let cfg = GenerationConfig {
 //!     max_new_tokens: 64,
 //!     sampling: Sampling::new(1.0, 0.95, 50)?,
@@ -30,6 +30,7 @@
 //! ```
 
 pub mod hub;
+pub mod media;
 pub mod nn;
 pub mod omni;
 pub mod sampling;
@@ -38,7 +39,8 @@ pub use hub::ModelSource;
 pub use omni::config::ThinkerConfig;
 pub use omni::generate::{generate, FinishReason, GenerationConfig, Sample};
 pub use omni::prompt::{ChatTemplate, ContentItem, Message, Processor, TextTokenizer};
-pub use omni::thinker::{PrefillOptions, PrefillOutput, PromptBatch, PromptState, Thinker};
+pub use media::MediaError;
+pub use omni::thinker::{AudioFeatures, EncodedPrompt, PrefillOptions, PrefillOutput, PromptBatch, PromptState, Thinker};
 pub use sampling::{Rng, Sampling};
 
 /// Picks a device by name: `cpu`, `cuda` or `cuda:N`.

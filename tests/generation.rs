@@ -28,7 +28,7 @@ fn chat_template_renders_like_transformers() {
     ];
     assert_eq!(processor.template.render(&msgs, true).unwrap(), prompt["text"].as_str().unwrap());
     let ids: Vec<u32> = prompt["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    assert_eq!(processor.encode_chat(&msgs).unwrap(), ids);
+    assert_eq!(processor.encode_chat(&msgs).unwrap().input_ids, ids);
     // Without a system message the Omni template inserts its default one.
     let text = processor.template.render(&[Message::user_text("Hi")], true).unwrap();
     assert!(text.starts_with("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"), "{text}");

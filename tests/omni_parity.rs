@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use ttrav::{PrefillOptions, PromptBatch, Thinker, ThinkerConfig};
+use ttrav::media::mel::MelExtractor;
+use ttrav::{AudioFeatures, PrefillOptions, PromptBatch, Thinker, ThinkerConfig};
 
 const TOL: f32 = 2e-4;
 
@@ -80,9 +81,6 @@ fn masked_max_diff(ours: &Tensor, expected: &Tensor, mask: &[Vec<i64>], name: &s
 /// Keys of inputs or expected outputs that need capabilities not built yet.
 fn unsupported(key: &str) -> Option<&'static str> {
     match key {
-        "input_features" | "feature_attention_mask" | "raw_waveform" | "mel_features" | "audio_tower_output" => {
-            Some("audio input (log-mel features and the audio tower)")
-        }
         k if k == "pixel_values"
             || k == "image_grid_thw"
             || k.starts_with("raw_image")
@@ -97,6 +95,21 @@ fn unsupported(key: &str) -> Option<&'static str> {
         "use_audio_in_video" => Some("audio-in-video (TMRoPE interleaving)"),
         _ => None,
     }
+}
+
+/// The audio clips of a fixture's inputs: the valid frames of each `input_features` row.
+fn audio_inputs(inputs: &HashMap<String, Tensor>) -> Result<Vec<AudioFeatures>> {
+    let Some(features) = inputs.get("input_features") else { return Ok(Vec::new()) };
+    let mask = ids_of(inputs.get("feature_attention_mask").context("input_features without feature_attention_mask")?)?;
+    let (n, n_mels, _) = features.dims3()?;
+    (0..n)
+        .map(|i| {
+            let frames = mask[i].iter().filter(|&&m| m != 0).count();
+            let mel = features.get(i)?.narrow(1, 0, frames)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            debug_assert_eq!(mel.len(), n_mels * frames);
+            Ok(AudioFeatures { mel, frames })
+        })
+        .collect()
 }
 
 /// Checks one fixture; returns the names of the expected tensors compared.
@@ -114,6 +127,7 @@ fn check_fixture(dir: &Path) -> Result<Vec<String>> {
     let batch = PromptBatch {
         input_ids: input_ids.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         attention_mask: mask.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
+        audio: audio_inputs(&inputs)?,
     };
     let b = batch.batch_size();
     let thinker = Thinker::from_files(config, &[dir.join("model.safetensors")], &Device::Cpu, DType::F32)?;
@@ -167,6 +181,32 @@ fn check_fixture(dir: &Path) -> Result<Vec<String>> {
                 }
             }
             "greedy_token_ids" => check_greedy(&thinker, &out.state, exp, expected.get("greedy_step_logits"))?,
+            k if k == "mel_features" || k.starts_with("mel_features.") => {
+                let wave_key = k.replacen("mel_features", "raw_waveform", 1);
+                let wave: Vec<f32> = inputs
+                    .get(&wave_key)
+                    .with_context(|| format!("{k} needs `{wave_key}` in inputs.safetensors"))?
+                    .to_dtype(DType::F32)?
+                    .to_vec1()?;
+                let ours = AudioFeatures::from_waveform(&wave, &MelExtractor::new());
+                let (n_mels, frames) = exp.dims2()?;
+                if ours.frames != frames || ours.mel.len() != n_mels * frames {
+                    bail!("{k}: ttrav made {} frames, expected {frames}", ours.frames);
+                }
+                let e: Vec<f32> = exp.flatten_all()?.to_vec1()?;
+                let d = ours.mel.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                if !(d <= TOL) {
+                    bail!("{k} differs: max |diff| = {d:e} > {TOL:e}");
+                }
+            }
+            "audio_tower_output" => {
+                let ours = Tensor::cat(&thinker.encode_audio(&batch.audio)?, 0)?;
+                let all = vec![vec![1i64; ours.dim(0)?]];
+                let d = masked_max_diff(&ours.unsqueeze(0)?, &exp.unsqueeze(0)?, &all, key)?;
+                if d > TOL {
+                    bail!("audio_tower_output differs: max |diff| = {d:e} > {TOL:e}");
+                }
+            }
             "greedy_step_logits" => {
                 if !expected.contains_key("greedy_token_ids") {
                     bail!("greedy_step_logits without greedy_token_ids");

@@ -14,9 +14,12 @@ pub struct GenerateArgs {
     /// Model directory, or hub id such as Qwen/Qwen2.5-Omni-3B (read from the HF cache).
     #[arg(long)]
     model: String,
-    /// The user's message.
+    /// The user's message (it follows the media items in the prompt).
     #[arg(long)]
     prompt: String,
+    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC in MP4/M4A); repeatable, in prompt order.
+    #[arg(long, value_name = "PATH")]
+    audio: Vec<std::path::PathBuf>,
     /// System prompt (none by default; the checkpoint's chat template may add its own).
     #[arg(long)]
     system: Option<String>,
@@ -85,9 +88,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let processor = Processor::load(&model)?;
     eprintln!("loaded {} in {:.2}s ({:?}, {:?})", model.describe(), t0.elapsed().as_secs_f64(), device, dtype);
 
-    let messages = Processor::conversation(args.system.as_deref(), vec![ContentItem::Text(args.prompt.clone())]);
-    let ids = processor.encode_chat(&messages)?;
-    let batch = PromptBatch::left_padded(&[ids.clone()], processor.tokenizer.end_of_text)?;
+    let mut content: Vec<ContentItem> = args.audio.iter().cloned().map(ContentItem::Audio).collect();
+    content.push(ContentItem::Text(args.prompt.clone()));
+    let messages = Processor::conversation(args.system.as_deref(), content);
+    let prompt = processor.encode_chat(&messages)?;
+    let prompt_len = prompt.input_ids.len();
+    let batch = PromptBatch::from_prompts(&[prompt], processor.tokenizer.end_of_text)?;
     let cfg = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         sampling,
@@ -100,7 +106,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let generated: usize = samples.iter().map(|s| s.token_ids.len()).sum();
     eprintln!(
         "prompt {} tokens, {} samples, {} tokens generated in {:.2}s ({:.1} tokens/s)",
-        ids.len(),
+        prompt_len,
         samples.len(),
         generated,
         secs,

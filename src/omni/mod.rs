@@ -1,6 +1,7 @@
 //! The Qwen2.5-Omni thinker: configuration, text decoder, positions, prompts and generation.
 //! (The audio and vision towers join here.)
 
+pub mod audio;
 pub mod config;
 pub mod generate;
 pub mod prompt;

@@ -6,6 +6,7 @@
 //! expand each placeholder to as many tokens as the media's features.
 
 use crate::hub::ModelSource;
+use crate::omni::thinker::{AudioFeatures, EncodedPrompt};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -249,25 +250,58 @@ impl TextTokenizer {
     }
 }
 
-/// Tokenizer and chat template together: turns a conversation into prompt ids.
-#[derive(Debug, Clone)]
+/// Tokenizer, chat template and media feature extraction: turns a conversation into prompt ids
+/// with each media placeholder expanded to as many tokens as the media's features.
 pub struct Processor {
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
+    mel: crate::media::mel::MelExtractor,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").field("tokenizer", &self.tokenizer).field("template", &self.template).finish()
+    }
 }
 
 impl Processor {
     pub fn load(model: &ModelSource) -> Result<Self> {
-        Ok(Self { tokenizer: TextTokenizer::load(model)?, template: ChatTemplate::load(model)? })
+        Ok(Self::new(TextTokenizer::load(model)?, ChatTemplate::load(model)?))
     }
 
-    /// The prompt ids for a conversation, ending with the assistant's generation prompt.
-    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        if messages.iter().flat_map(|m| &m.content).any(|c| !matches!(c, ContentItem::Text(_))) {
-            bail!("audio, image and video prompts are not supported yet");
+    pub fn new(tokenizer: TextTokenizer, template: ChatTemplate) -> Self {
+        Self { tokenizer, template, mel: crate::media::mel::MelExtractor::new() }
+    }
+
+    /// The prompt for a conversation, ending with the assistant's generation prompt: media files
+    /// are loaded and turned into features, and each placeholder token is repeated once per
+    /// feature row. A media file that cannot be used gives a [`crate::media::MediaError`].
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<EncodedPrompt> {
+        let mut audio = Vec::new();
+        for item in messages.iter().flat_map(|m| &m.content) {
+            match item {
+                ContentItem::Text(_) => {}
+                ContentItem::Audio(path) => {
+                    let samples = crate::media::audio::load_audio(path)?;
+                    let features = AudioFeatures::from_waveform(&samples, &self.mel);
+                    if features.token_count() == 0 {
+                        return Err(crate::media::MediaError::new(path, "the audio is too short (under 40 ms)").into());
+                    }
+                    audio.push(features);
+                }
+                ContentItem::Image(_) | ContentItem::Video(_) => bail!("image and video prompts are not supported yet"),
+            }
         }
         let text = self.template.render(messages, true)?;
-        self.tokenizer.encode(&text)
+        let ids = self.tokenizer.encode(&text)?;
+        let input_ids = if audio.is_empty() {
+            ids
+        } else {
+            let counts: Vec<usize> = audio.iter().map(|a| a.token_count()).collect();
+            expand_placeholders(&ids, self.tokenizer.special_id(AUDIO_PAD)?, &counts)
+                .context("the chat template's audio placeholders do not match the audio items")?
+        };
+        Ok(EncodedPrompt { input_ids, audio })
     }
 
     /// The conversation of an optional system prompt and one user turn.
@@ -279,6 +313,28 @@ impl Processor {
         messages.push(Message::user(user));
         messages
     }
+}
+
+/// The audio placeholder token.
+pub const AUDIO_PAD: &str = "<|AUDIO|>";
+
+/// Replaces the k-th `placeholder` id with `counts[k]` copies of it.
+pub fn expand_placeholders(ids: &[u32], placeholder: u32, counts: &[usize]) -> Result<Vec<u32>> {
+    let found = ids.iter().filter(|&&t| t == placeholder).count();
+    if found != counts.len() {
+        bail!("the prompt has {found} placeholders for {} media items", counts.len());
+    }
+    let mut out = Vec::with_capacity(ids.len() + counts.iter().sum::<usize>());
+    let mut k = 0;
+    for &t in ids {
+        if t == placeholder {
+            out.extend(std::iter::repeat(placeholder).take(counts[k]));
+            k += 1;
+        } else {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -309,6 +365,12 @@ mod tests {
             Message::user(vec![ContentItem::Image("x.png".into()), ContentItem::Text("q".into())]),
         ];
         assert_eq!(t.render(&msgs, true).unwrap(), "[system:S][user:imagetext]>");
+    }
+
+    #[test]
+    fn placeholders_expand_in_order() {
+        assert_eq!(expand_placeholders(&[1, 9, 2, 9, 3], 9, &[2, 3]).unwrap(), vec![1, 9, 9, 2, 9, 9, 9, 3]);
+        assert!(expand_placeholders(&[1, 9, 2], 9, &[2, 3]).is_err());
     }
 
     #[test]

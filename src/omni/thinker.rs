@@ -5,6 +5,7 @@
 //! forked so that one prompt's prefill serves many sampled continuations.
 
 use crate::hub::ModelSource;
+use crate::omni::audio::AudioTower;
 use crate::omni::config::ThinkerConfig;
 use crate::omni::rope::PositionIds;
 use crate::omni::text::{attention_mask, KvCache, TextDecoder};
@@ -13,16 +14,53 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::PathBuf;
 
-/// A batch of tokenised prompts, left-padded to one length.
+/// The log-mel features of one audio clip: `[n_mels, frames]`, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioFeatures {
+    pub mel: Vec<f32>,
+    pub frames: usize,
+}
+
+impl AudioFeatures {
+    /// The features of a 16 kHz waveform, computed as Qwen2.5-Omni's feature extractor does.
+    pub fn from_waveform(samples: &[f32], extractor: &crate::media::mel::MelExtractor) -> Self {
+        let (mel, frames) = extractor.extract(samples);
+        Self { mel, frames }
+    }
+
+    /// The number of `<|AUDIO|>` tokens these features become.
+    pub fn token_count(&self) -> usize {
+        crate::omni::audio::audio_token_count(self.frames)
+    }
+}
+
+/// One tokenised prompt with the features of its media, in prompt order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EncodedPrompt {
+    pub input_ids: Vec<u32>,
+    pub audio: Vec<AudioFeatures>,
+}
+
+/// A batch of tokenised prompts, left-padded to one length, with their media features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptBatch {
     pub input_ids: Vec<Vec<u32>>,
     /// 1 for real tokens, 0 for padding.
     pub attention_mask: Vec<Vec<u32>>,
+    /// Audio clips of all prompts, in order (prompt 0's clips first).
+    pub audio: Vec<AudioFeatures>,
 }
 
 impl PromptBatch {
-    /// Left-pads prompts of different lengths with `pad_id`.
+    /// Left-pads encoded prompts (with their media) to one length with `pad_id`.
+    pub fn from_prompts(prompts: &[EncodedPrompt], pad_id: u32) -> Result<Self> {
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.input_ids.clone()).collect();
+        let mut batch = Self::left_padded(&ids, pad_id)?;
+        batch.audio = prompts.iter().flat_map(|p| p.audio.iter().cloned()).collect();
+        Ok(batch)
+    }
+
+    /// Left-pads text-only prompts of different lengths with `pad_id`.
     pub fn left_padded(prompts: &[Vec<u32>], pad_id: u32) -> Result<Self> {
         let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         if prompts.is_empty() || prompts.iter().any(|p| p.is_empty()) {
@@ -35,7 +73,7 @@ impl PromptBatch {
             input_ids.push(std::iter::repeat(pad_id).take(pad).chain(p.iter().copied()).collect());
             attention_mask.push(std::iter::repeat(0).take(pad).chain(std::iter::repeat(1).take(p.len())).collect());
         }
-        Ok(Self { input_ids, attention_mask })
+        Ok(Self { input_ids, attention_mask, audio: Vec::new() })
     }
 
     pub fn batch_size(&self) -> usize {
@@ -116,6 +154,7 @@ pub struct PrefillOutput {
 pub struct Thinker {
     config: ThinkerConfig,
     text: TextDecoder,
+    audio: Option<AudioTower>,
     device: Device,
     dtype: DType,
 }
@@ -158,9 +197,55 @@ impl Thinker {
                 config.weight_prefix
             );
         }
-        let text = TextDecoder::load(&config.text, config.tie_word_embeddings, vb)
+        let text = TextDecoder::load(&config.text, config.tie_word_embeddings, vb.clone())
             .map_err(|e| anyhow::anyhow!("{names}: {e}"))?;
-        Ok(Self { config, text, device: device.clone(), dtype })
+        let audio = match &config.audio {
+            Some(cfg) if vb.contains_tensor("audio_tower.conv1.weight") => Some(
+                AudioTower::load(cfg, vb.pp("audio_tower")).map_err(|e| anyhow::anyhow!("{names}: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self { config, text, audio, device: device.clone(), dtype })
+    }
+
+    /// A thinker with random weights of the config's sizes (normal, std 0.02; norms at 1): for
+    /// benchmarks and device checks at the real sizes, where no real checkpoint is at hand.
+    pub fn random(config: ThinkerConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        device.set_seed(seed)?;
+        let t = &config.text;
+        let mut tensors = std::collections::HashMap::new();
+        let mut add = |name: String, shape: &[usize], norm: bool| -> Result<()> {
+            let w = if norm {
+                Tensor::ones(shape, DType::F32, device)?
+            } else {
+                Tensor::randn(0f32, 0.02, shape, device)?
+            };
+            tensors.insert(name, w.to_dtype(dtype)?);
+            Ok(())
+        };
+        let (h, i, hd) = (t.hidden_size, t.intermediate_size, t.head_dim);
+        let (q, kv) = (t.num_attention_heads * hd, t.num_key_value_heads * hd);
+        add("model.embed_tokens.weight".into(), &[t.vocab_size, h], false)?;
+        add("model.norm.weight".into(), &[h], true)?;
+        if !config.tie_word_embeddings {
+            add("lm_head.weight".into(), &[t.vocab_size, h], false)?;
+        }
+        for l in 0..t.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            add(format!("{p}.input_layernorm.weight"), &[h], true)?;
+            add(format!("{p}.post_attention_layernorm.weight"), &[h], true)?;
+            for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                add(format!("{p}.self_attn.{name}.weight"), &[out, h], false)?;
+                add(format!("{p}.self_attn.{name}.bias"), &[out], false)?;
+            }
+            add(format!("{p}.self_attn.o_proj.weight"), &[h, q], false)?;
+            add(format!("{p}.mlp.gate_proj.weight"), &[i, h], false)?;
+            add(format!("{p}.mlp.up_proj.weight"), &[i, h], false)?;
+            add(format!("{p}.mlp.down_proj.weight"), &[h, i], false)?;
+        }
+        let vb = VarBuilder::from_tensors(tensors, dtype, device);
+        let text = TextDecoder::load(&config.text, config.tie_word_embeddings, vb)?;
+        Ok(Self { config, text, audio: None, device: device.clone(), dtype })
     }
 
     pub fn config(&self) -> &ThinkerConfig {
@@ -179,7 +264,62 @@ impl Thinker {
         &self.text
     }
 
-    /// Encodes a batch of text prompts once; the returned state continues them.
+    /// Runs the audio tower over clips; one `[tokens, hidden]` tensor per clip.
+    pub fn encode_audio(&self, clips: &[AudioFeatures]) -> Result<Vec<Tensor>> {
+        let tower = self.audio.as_ref().context(
+            "this checkpoint has no audio tower (no `audio_config` or no `audio_tower.*` weights), so it cannot take audio",
+        )?;
+        let n_mels = self.config.audio.as_ref().map_or(128, |a| a.num_mel_bins);
+        let mels = clips
+            .iter()
+            .map(|c| {
+                if c.mel.len() != n_mels * c.frames {
+                    bail!("audio features hold {} values, expected {n_mels} x {} frames", c.mel.len(), c.frames);
+                }
+                Ok(Tensor::from_slice(&c.mel, (n_mels, c.frames), &self.device)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(tower.forward(&mels)?)
+    }
+
+    /// Token embeddings with the media features scattered into their placeholder positions.
+    fn input_embeddings(&self, batch: &PromptBatch) -> Result<Tensor> {
+        let (b, l) = (batch.batch_size(), batch.len());
+        let ids: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
+        let audio_id = self.config.token_ids.audio;
+        let audio_slots: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == audio_id).collect();
+        for (i, t) in [self.config.token_ids.image, self.config.token_ids.video].iter().enumerate() {
+            if ids.contains(t) {
+                let what = ["image", "video"][i];
+                bail!("the prompt holds {what} placeholder tokens, but {what} input is not supported yet");
+            }
+        }
+        let embeds = self.text.embed(&Tensor::from_vec(ids, (b, l), &self.device)?)?;
+        if audio_slots.is_empty() && batch.audio.is_empty() {
+            return Ok(embeds);
+        }
+        let features = Tensor::cat(&self.encode_audio(&batch.audio)?, 0)?.to_dtype(embeds.dtype())?;
+        let rows = features.dim(0)?;
+        if rows != audio_slots.len() {
+            bail!(
+                "the prompts hold {} <|AUDIO|> tokens but their {} audio clip(s) give {rows} feature rows",
+                audio_slots.len(),
+                batch.audio.len()
+            );
+        }
+        // Gather from [token embeddings; audio rows]: slot k of the audio tokens takes row k.
+        let n = b * l;
+        let mut index: Vec<u32> = (0..n as u32).collect();
+        for (k, &slot) in audio_slots.iter().enumerate() {
+            index[slot] = (n + k) as u32;
+        }
+        let h = embeds.dim(2)?;
+        let table = Tensor::cat(&[&embeds.reshape((n, h))?, &features], 0)?;
+        let index = Tensor::from_vec(index, n, &self.device)?;
+        Ok(table.index_select(&index, 0)?.reshape((b, l, h))?)
+    }
+
+    /// Encodes a batch of prompts (with their media) once; the returned state continues them.
     pub fn prefill(&self, batch: &PromptBatch, opts: PrefillOptions) -> Result<PrefillOutput> {
         let (b, l) = (batch.batch_size(), batch.len());
         if b == 0 || l == 0 {
@@ -189,18 +329,7 @@ impl Thinker {
         if let Some(bad) = batch.input_ids.iter().flatten().find(|&&t| t >= vocab) {
             bail!("token id {bad} is outside the model's vocabulary (size {vocab})");
         }
-        for (i, t) in [self.config.token_ids.audio, self.config.token_ids.image, self.config.token_ids.video]
-            .iter()
-            .enumerate()
-        {
-            if batch.input_ids.iter().flatten().any(|x| x == t) {
-                let what = ["audio", "image", "video"][i];
-                bail!("the prompt holds {what} placeholder tokens, but {what} input is not supported yet");
-            }
-        }
-        let ids: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(ids, (b, l), &self.device)?;
-        let embeds = self.text.embed(&ids)?;
+        let embeds = self.input_embeddings(batch)?;
         let position_ids = PositionIds::sequential(&batch.attention_mask);
         let cos_sin = self.text.rotary().cos_sin(&position_ids, self.dtype, &self.device)?;
         let key_valid: Vec<Vec<bool>> = batch.attention_mask.iter().map(|r| r.iter().map(|&m| m != 0).collect()).collect();

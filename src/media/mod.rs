@@ -1,0 +1,30 @@
+//! Media input: decoding and resampling audio, and the model-ready features made from it.
+//!
+//! Errors carry the file and the reason ([`MediaError`]), so that a dataset run can report a bad
+//! item and skip it.
+
+pub mod audio;
+pub mod mel;
+
+use std::path::{Path, PathBuf};
+
+/// A media file that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl MediaError {
+    pub fn new(path: &Path, reason: impl Into<String>) -> Self {
+        Self { path: path.to_path_buf(), reason: reason.into() }
+    }
+}
+
+impl std::fmt::Display for MediaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for MediaError {}
