@@ -75,8 +75,9 @@ impl ModelSource {
         }
     }
 
-    /// The path of `file` if the model has it; `Ok(None)` if it does not.
-    pub fn get_optional(&self, file: &str) -> Result<Option<PathBuf>> {
+    /// Looks for `file`: `Ok(Some)` when found, `Ok(None)` when the model has no such file, and
+    /// `Err(reason)` when the hub could not be asked (no network, server error).
+    fn fetch(&self, file: &str) -> std::result::Result<Option<PathBuf>, String> {
         match self {
             Self::Local(dir) => {
                 let p = dir.join(file);
@@ -94,40 +95,49 @@ impl ModelSource {
                     .with_cache_dir(cache_dir.clone())
                     .with_progress(false)
                     .build()
-                    .context("cannot set up the hub client")?;
+                    .map_err(|e| format!("cannot set up the hub client: {e}"))?;
                 match api.model(id.clone()).get(file) {
                     Ok(p) => Ok(Some(p)),
                     Err(hf_hub::api::sync::ApiError::RequestError(e)) if is_not_found(&e) => Ok(None),
-                    Err(e) => Err(anyhow::anyhow!(
-                        "cannot download {file} of {id} from the hub: {e}\n\
-                         looked in the cache at {} first. If this machine has no network, copy the model \
-                         into that cache (or set HF_HOME / HF_HUB_CACHE to where it is), set HF_HUB_OFFLINE=1, \
-                         or pass a local directory to --model",
-                        cache_dir.display()
-                    )),
+                    Err(e) => Err(e.to_string()),
                 }
             }
         }
     }
 
+    /// The path of `file` if the model has it (or if the hub cannot be reached and the cache
+    /// lacks it); `Ok(None)` otherwise. For optional files such as a chat template.
+    pub fn get_optional(&self, file: &str) -> Result<Option<PathBuf>> {
+        Ok(self.fetch(file).unwrap_or(None))
+    }
+
     /// The path of `file`; an error that says where it looked when the model lacks it.
     pub fn get(&self, file: &str) -> Result<PathBuf> {
-        if let Some(p) = self.get_optional(file)? {
-            return Ok(p);
-        }
+        let network_error = match self.fetch(file) {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
         match self {
             Self::Local(dir) => bail!("{} not found in model directory {}", file, dir.display()),
             Self::Hub { id, cache_dir, offline } => {
                 let folder = format!("models--{}", id.replace('/', "--"));
-                let hint = if *offline {
+                let hint = if let Some(e) = network_error {
+                    format!(
+                        "it is not in the cache and the hub could not be reached ({e}). If this machine has no \
+                         network, copy the model into the cache (or set HF_HOME / HF_HUB_CACHE to where it is), \
+                         set HF_HUB_OFFLINE=1, or pass a local directory"
+                    )
+                } else if *offline {
                     "HF_HUB_OFFLINE is set, so the network was not tried. Download the model on a machine \
                      with network (e.g. `huggingface-cli download ID`) and copy the cache folder here, \
-                     set HF_HOME / HF_HUB_CACHE to where it is, or pass a local directory to --model"
+                     set HF_HOME / HF_HUB_CACHE to where it is, or pass a local directory"
+                        .to_string()
                 } else {
-                    "the hub has no such file for this repository; check the id for typos"
+                    "the hub has no such file for this repository; check the id for typos".to_string()
                 };
                 bail!(
-                    "{file} of model {id} not found: looked in {} (cache folder {folder}). {hint}",
+                    "{file} of model {id} not found: looked in {} (cache folder {folder}): {hint}",
                     cache_dir.display()
                 )
             }

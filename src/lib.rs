@@ -29,12 +29,14 @@
 //! # }
 //! ```
 
+pub mod embed;
 pub mod hub;
 pub mod media;
 pub mod nn;
 pub mod omni;
 pub mod sampling;
 
+pub use embed::Encoder;
 pub use hub::ModelSource;
 pub use omni::config::ThinkerConfig;
 pub use omni::generate::{generate, FinishReason, GenerationConfig, Sample};

@@ -71,6 +71,22 @@ impl Rng {
         result
     }
 
+    /// `n` draws from a normal distribution with mean 0 and standard deviation `std`
+    /// (Box-Muller).
+    pub fn normal_vec(&mut self, n: usize, std: f32) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let u1 = 1.0 - self.next_f64();
+            let u2 = self.next_f64();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let a = 2.0 * std::f64::consts::PI * u2;
+            out.push((r * a.cos()) as f32 * std);
+            out.push((r * a.sin()) as f32 * std);
+        }
+        out.truncate(n);
+        out
+    }
+
     /// Uniform in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -194,6 +210,15 @@ mod tests {
         assert_ne!(Rng::seed(1).next_u64(), Rng::seed(2).next_u64());
         let u = Rng::seed(3).next_f64();
         assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn normal_draws_have_the_right_moments() {
+        let x = Rng::seed(9).normal_vec(20001, 2.0);
+        assert_eq!(x.len(), 20001);
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05, "{mean} {var}");
     }
 
     #[test]

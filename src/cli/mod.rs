@@ -1,5 +1,6 @@
 //! Command-line parsing and printing; the work is done by the library.
 
+mod embed;
 mod generate;
 
 use clap::{Parser, Subcommand};
@@ -15,10 +16,13 @@ struct Cli {
 enum Command {
     /// Sample answers to one prompt (N samples share one prefill).
     Generate(generate::GenerateArgs),
+    /// Sentence vectors from an in-process encoder (BGE, MiniLM, MPNet, Qwen3-Embedding).
+    Embed(embed::EmbedArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Generate(args) => generate::run(args),
+        Command::Embed(args) => embed::run(args),
     }
 }

@@ -211,14 +211,15 @@ impl Thinker {
     /// A thinker with random weights of the config's sizes (normal, std 0.02; norms at 1): for
     /// benchmarks and device checks at the real sizes, where no real checkpoint is at hand.
     pub fn random(config: ThinkerConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        device.set_seed(seed)?;
+        let mut rng = crate::sampling::Rng::seed(seed);
         let t = &config.text;
         let mut tensors = std::collections::HashMap::new();
         let mut add = |name: String, shape: &[usize], norm: bool| -> Result<()> {
             let w = if norm {
                 Tensor::ones(shape, DType::F32, device)?
             } else {
-                Tensor::randn(0f32, 0.02, shape, device)?
+                let n: usize = shape.iter().product();
+                Tensor::from_vec(rng.normal_vec(n, 0.02), shape, device)?
             };
             tensors.insert(name, w.to_dtype(dtype)?);
             Ok(())
