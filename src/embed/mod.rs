@@ -185,6 +185,21 @@ impl Encoder {
         &self.name
     }
 
+    /// Bounds the embedding cache (0 turns it off and empties it).
+    pub fn set_cache_capacity(&self, capacity: usize) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.capacity = capacity;
+            while c.map.len() > capacity {
+                match c.order.pop_front() {
+                    Some(old) => {
+                        c.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
     pub fn config(&self) -> &SentenceConfig {
         &self.config
     }
