@@ -34,11 +34,16 @@ Layout of one fixture directory `<out>/<name>/`:
   (audio_* only)    extra input/expected tensors (input_features, feature_attention_mask,
                     raw_waveform[.i], mel_features[.i], audio_tower_output): see the
                     "TEXT + AUDIO fixtures" section below.
+  (image_*, video_*, mm_*) preprocessor_config.json, video_preprocessor_config.json (videos), pixel values,
+                    grids, raw media, tower outputs and patch embeddings: see the "IMAGE / VIDEO fixtures"
+                    section below. Needs torchvision (the Qwen2-VL video processor); images go through the
+                    PIL back-end image processor (Qwen2VLImageProcessorPil).
 
 Adding a fixture: write a `fixture_<name>(out_dir)` function and register it in
 `FIXTURES` at the bottom. Shared helpers: `thinker_config`, `build_model`,
 `save_model`, `check_reload`, `text_expected`, `write_safetensors`; for audio
-`run_audio_fixture` (real Qwen2_5OmniProcessor + WhisperFeatureExtractor) and `synth_waveform`.
+`run_audio_fixture` (real Qwen2_5OmniProcessor + WhisperFeatureExtractor) and `synth_waveform`; for
+images/videos `run_vision_fixture`, `synth_image`, `synth_video`.
 """
 
 from __future__ import annotations
@@ -459,10 +464,13 @@ def text_expected(
     attention_mask: torch.Tensor,
     pad_token_id: int,
     mm_inputs: dict[str, torch.Tensor] | None = None,
+    rope_kwargs: dict | None = None,
 ) -> tuple[dict, dict]:
     """Forward + get_rope_index + greedy generation; returns (tensors, report).
 
     `mm_inputs` (e.g. input_features + feature_attention_mask) are passed to every forward and to generate.
+    `rope_kwargs`: when given, get_rope_index is called as get_rope_index(input_ids, attention_mask=...,
+    **rope_kwargs) (image/video grids, use_audio_in_video, audio_seqlens, second_per_grids).
     """
     B, L = input_ids.shape
     mm_inputs = dict(mm_inputs or {})
@@ -471,7 +479,11 @@ def text_expected(
     with torch.no_grad():
         model.model.rope_deltas = None
         out = model(**inputs, output_hidden_states=True, use_cache=False)
-        if "feature_attention_mask" in mm_inputs:
+        if rope_kwargs is not None:
+            position_ids, rope_deltas = model.model.get_rope_index(
+                input_ids, attention_mask=attention_mask, **rope_kwargs
+            )
+        elif "feature_attention_mask" in mm_inputs:
             position_ids, rope_deltas = model.model.get_rope_index(
                 input_ids, None, None, attention_mask, False, mm_inputs["feature_attention_mask"].sum(-1)
             )
@@ -874,8 +886,8 @@ def make_feature_extractor():
 def build_audio_processor(tok: Tokenizer):
     """The real `Qwen2_5OmniProcessor` (tokenizer of the fixtures + Whisper extractor), without a video processor.
 
-    The video processor needs torchvision, which the reference environment does not have; only its class check
-    is skipped (audio processing never touches it).
+    The audio fixtures were made before torchvision joined the reference environment, so this processor keeps no
+    video processor; only its class check is skipped (audio processing never touches it).
     """
     from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor
 
@@ -1209,6 +1221,926 @@ def fixture_audio_long_chunks(out_dir: Path) -> dict:
     )
 
 
+# ---------------------------------------------------------------------------------------
+# IMAGE / VIDEO fixtures
+# ---------------------------------------------------------------------------------------
+#
+# Extra layout of an image/video fixture directory (on top of the text layout above):
+#
+#   preprocessor_config.json   the image processor settings (min_pixels / max_pixels and the same values as
+#                              size.shortest_edge / size.longest_edge, patch/merge sizes, CLIP mean/std) plus the
+#                              Whisper fields, like the released Qwen2.5-Omni preprocessor_config.json.
+#   video_preprocessor_config.json  (video fixtures) the video processor settings actually used for the call
+#                              (size.shortest_edge / longest_edge = video min / max pixels, fps).
+#   inputs.safetensors    pixel_values [N, 1176] f32 + image_grid_thw [n_images, 3] int64 (Pillow resize);
+#                         pixel_values_videos [Nv, 1176] f32 + video_grid_thw [n_videos, 3] int64 +
+#                         video_second_per_grid [n_videos] f32; use_audio_in_video [1] int64 (video fixtures: 0 or 1);
+#                         raw_image [H, W, 3] uint8 (one image) or raw_image.0, raw_image.1, ... (several, in prompt
+#                         order, batch-major); raw_video [T, H, W, 3] uint8 (the frames as given to the video
+#                         processor: already sampled, before the odd-count repeat); audio-in-video: raw_waveform [S]
+#                         f32 16 kHz + input_features / feature_attention_mask (as in the audio fixtures).
+#   expected.safetensors  pixel_values / pixel_values_videos (= the inputs: the processor's output from the raw
+#                         media), vision_tower_output [n_image_tokens_total, out_hidden] / video_tower_output
+#                         [n_video_tokens_total, out_hidden] (merged tokens in the original t, h/2, w/2 order, images
+#                         concatenated in scatter order), vision_patch_embed [N, hidden] / video_patch_embed
+#                         [Nv, hidden] (patch embedding output, original patch order, before the window permutation);
+#                         audio-in-video: mel_features, audio_tower_output.
+
+IMAGE_PLACEHOLDER = "<|vision_bos|><|IMAGE|><|vision_eos|>"
+VIDEO_PLACEHOLDER = "<|vision_bos|><|VIDEO|><|vision_eos|>"
+PATCH, MERGE, TEMPORAL = 14, 2, 2
+FACTOR = PATCH * MERGE
+
+
+def smart_resize_ref(h: int, w: int, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> tuple[int, int, str]:
+    """smart_resize written from the notes (section 6); returns (h', w', branch)."""
+    import math
+
+    hb, wb = round(h / factor) * factor, round(w / factor) * factor
+    if hb * wb > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        return max(factor, math.floor(h / beta / factor) * factor), max(factor, math.floor(w / beta / factor) * factor), "max_pixels"
+    if hb * wb < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        return math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor, "min_pixels"
+    return hb, wb, "round"
+
+
+def synth_image(h: int, w: int, seed: int) -> np.ndarray:
+    """Seeded RGB uint8 [H, W, 3]: smooth colour waves, hard-edged rectangles, a disk, mild noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.arange(h, dtype=torch.float64).view(-1, 1).expand(h, w)
+    xx = torch.arange(w, dtype=torch.float64).view(1, -1).expand(h, w)
+    img = torch.zeros(h, w, 3, dtype=torch.float64)
+    for c in range(3):
+        a, b, p = (torch.rand(3, generator=g, dtype=torch.float64) * 2 - 1).tolist()
+        img[..., c] = 128 + 90 * torch.sin(3 * a * xx / w * torch.pi + 3 * b * yy / h * torch.pi + 3 * p)
+    for _ in range(3):
+        rh, rw = int(torch.randint(h // 6, h // 2, (), generator=g)), int(torch.randint(w // 6, w // 2, (), generator=g))
+        y0, x0 = int(torch.randint(0, h - rh, (), generator=g)), int(torch.randint(0, w - rw, (), generator=g))
+        img[y0 : y0 + rh, x0 : x0 + rw] = torch.randint(0, 256, (3,), generator=g).to(torch.float64)
+    cy, cx = float(torch.rand((), generator=g)) * h, float(torch.rand((), generator=g)) * w
+    r = min(h, w) * (0.15 + 0.15 * float(torch.rand((), generator=g)))
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    img[disk] = torch.randint(0, 256, (3,), generator=g).to(torch.float64)
+    img += 6.0 * torch.randn(h, w, 3, generator=g, dtype=torch.float64)
+    return img.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def synth_video(t: int, h: int, w: int, seed: int) -> np.ndarray:
+    """Seeded RGB uint8 [T, H, W, 3]: a drifting colour wave, a rectangle and a disk moving across the frames."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.arange(h, dtype=torch.float64).view(-1, 1).expand(h, w)
+    xx = torch.arange(w, dtype=torch.float64).view(1, -1).expand(h, w)
+    waves = (torch.rand(3, 3, generator=g, dtype=torch.float64) * 2 - 1).tolist()
+    rect_col = torch.randint(0, 256, (3,), generator=g).to(torch.float64)
+    disk_col = torch.randint(0, 256, (3,), generator=g).to(torch.float64)
+    frames = []
+    for k in range(t):
+        f = torch.zeros(h, w, 3, dtype=torch.float64)
+        for c in range(3):
+            a, b, p = waves[c]
+            f[..., c] = 128 + 80 * torch.sin(3 * a * xx / w * torch.pi + 3 * b * yy / h * torch.pi + 3 * p + 0.7 * k)
+        rh, rw = h // 3, w // 4
+        y0, x0 = (h - rh) // 2, int(k * (w - rw) / max(1, t - 1))
+        f[y0 : y0 + rh, x0 : x0 + rw] = rect_col
+        cy, cx, r = h * (0.25 + 0.5 * k / max(1, t - 1)), w * 0.7, min(h, w) * 0.2
+        f[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = disk_col
+        f += 5.0 * torch.randn(h, w, 3, generator=g, dtype=torch.float64)
+        frames.append(f.round().clamp(0, 255).to(torch.uint8))
+    return torch.stack(frames).numpy()
+
+
+def make_image_processor(min_pixels: int, max_pixels: int):
+    """The PIL back-end Qwen2-VL image processor (the reference for ttrav: Pillow's resize)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def make_video_processor(min_pixels: int, max_pixels: int):
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    return Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def omni_hf_tokenizer(tok: Tokenizer):
+    with tempfile.TemporaryDirectory() as td:
+        write_tokenizer_files(Path(td), tok)
+        cfg_path = Path(td, "tokenizer_config.json")
+        tok_cfg = json.loads(cfg_path.read_text())
+        tok_cfg["extra_special_tokens"] = OMNI_TOKENIZER_EXTRA_SPECIAL
+        cfg_path.write_text(json.dumps(tok_cfg))
+        hf_tok = AutoTokenizer.from_pretrained(td)
+    assert hf_tok.image_token_id == tok.token_to_id("<|IMAGE|>") and hf_tok.video_token_id == tok.token_to_id("<|VIDEO|>")
+    return hf_tok
+
+
+def build_omni_processor(tok: Tokenizer, image_pixels: tuple[int, int], video_pixels: tuple[int, int]):
+    """The real Qwen2_5OmniProcessor: PIL image processor, torchvision video processor, Whisper extractor."""
+    from transformers import Qwen2_5OmniProcessor
+
+    return Qwen2_5OmniProcessor(
+        image_processor=make_image_processor(*image_pixels),
+        video_processor=make_video_processor(*video_pixels),
+        feature_extractor=make_feature_extractor(),
+        tokenizer=omni_hf_tokenizer(tok),
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def write_preprocessor_configs(out_dir: Path, image_pixels: tuple[int, int], video_pixels: tuple[int, int] | None,
+                               fps: float | None) -> None:
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    mn, mx = image_pixels
+    cfg = {
+        "processor_class": "Qwen2_5OmniProcessor",
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "min_pixels": mn,
+        "max_pixels": mx,
+        "size": {"shortest_edge": mn, "longest_edge": mx},
+        "patch_size": PATCH,
+        "temporal_patch_size": TEMPORAL,
+        "merge_size": MERGE,
+        "do_resize": True,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(OPENAI_CLIP_MEAN),
+        "image_std": list(OPENAI_CLIP_STD),
+        "do_convert_rgb": True,
+        "feature_extractor_type": "WhisperFeatureExtractor",
+        **{k: v for k, v in WHISPER_FE_KWARGS.items()},
+        "n_samples": WHISPER_FE_KWARGS["chunk_length"] * AUDIO_SAMPLING_RATE,
+        "nb_max_frames": WHISPER_FE_KWARGS["chunk_length"] * AUDIO_SAMPLING_RATE // WHISPER_FE_KWARGS["hop_length"],
+    }
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    if video_pixels is not None:
+        vmn, vmx = video_pixels
+        vcfg = {
+            "video_processor_type": "Qwen2VLVideoProcessor",
+            "min_pixels": vmn,
+            "max_pixels": vmx,
+            "size": {"shortest_edge": vmn, "longest_edge": vmx},
+            "fps": fps,
+            "patch_size": PATCH,
+            "temporal_patch_size": TEMPORAL,
+            "merge_size": MERGE,
+            "resample": 3,
+            "rescale_factor": 1 / 255,
+            "image_mean": list(OPENAI_CLIP_MEAN),
+            "image_std": list(OPENAI_CLIP_STD),
+            "do_sample_frames": False,
+            "cap_pixels_per_frame": False,
+        }
+        (out_dir / "video_preprocessor_config.json").write_text(json.dumps(vcfg, indent=2, sort_keys=True) + "\n")
+
+
+def _eq(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _bicubic_aa(x: float) -> float:
+    """Keys cubic with a = -0.5 (Pillow's BICUBIC and torch's antialiased bicubic)."""
+    a = -0.5
+    x = abs(x)
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    if x < 2.0:
+        return (((x - 5) * x + 8) * x - 4) * a
+    return 0.0
+
+
+def _resample_coeffs(in_size: int, out_size: int) -> list[tuple[int, list[float]]]:
+    """Per output index: (first input index, normalised f64 weights). Pillow's precompute_coeffs and torch's
+    _compute_index_ranges_weights (antialias) compute the same values: scale = in/out, filter scale
+    fs = max(scale, 1), support = 2*fs, center = (i + 0.5) * scale, xmin = max(int(center - support + 0.5), 0),
+    xmax = min(int(center + support + 0.5), in) (int() truncates), w_j = cubic((xmin + j - center + 0.5) / fs),
+    then divided by their sum."""
+    scale = in_size / out_size
+    fs = max(scale, 1.0)
+    support = 2.0 * fs
+    out = []
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        n = min(int(center + support + 0.5), in_size) - xmin
+        ws = [_bicubic_aa((j + xmin - center + 0.5) / fs) for j in range(n)]
+        tot = sum(ws)
+        out.append((xmin, [w / tot for w in ws] if tot != 0 else ws))
+    return out
+
+
+def _resample_pass(img: np.ndarray, out_size: int, axis: int, flavour: str) -> np.ndarray:
+    """One separable uint8 pass along `axis` (0 = height, 1 = width) in fixed point.
+
+    pillow:      int32 weights with PRECISION_BITS = 22.
+    torchvision: int16 weights; precision p = the largest p < 22 such that int(0.5 + w_max * 2^(p+1)) < 2^15
+                 is still false one step later, i.e. the loop `for p in 0..22: if int(0.5 + w_max*2^(p+1)) >= 2^15:
+                 break`, w_max = the largest weight of the whole axis.
+    Both: w_int = int(w * 2^p + 0.5) (w >= 0) or int(w * 2^p - 0.5) (w < 0) (truncation toward zero);
+    out = clamp((2^(p-1) + sum(in * w_int)) >> p, 0, 255) (arithmetic shift)."""
+    cs = _resample_coeffs(img.shape[axis], out_size)
+    if flavour == "pillow":
+        prec = 22
+    else:
+        w_max = max(max(ws) for _, ws in cs)
+        prec = 0
+        while prec < 22 and int(0.5 + w_max * (1 << (prec + 1))) < (1 << 15):
+            prec += 1
+    a = np.moveaxis(img.astype(np.int64), axis, 0)
+    res = np.empty((out_size,) + a.shape[1:], dtype=np.int64)
+    for i, (xmin, ws) in enumerate(cs):
+        acc = np.full(a.shape[1:], 1 << (prec - 1), dtype=np.int64)
+        for j, w in enumerate(ws):
+            acc += a[xmin + j] * (int(-0.5 + w * (1 << prec)) if w < 0 else int(0.5 + w * (1 << prec)))
+        res[i] = np.clip(acc >> prec, 0, 255)
+    return np.moveaxis(res, 0, axis).astype(np.uint8)
+
+
+def emulate_resize(img: np.ndarray, out_hw: tuple[int, int], flavour: str) -> np.ndarray:
+    """uint8 [H, W, C] (or [T, H, W, C] for torchvision) antialiased bicubic resize, written from the libraries'
+    C code: two passes with uint8 (clamped, rounded) values in between. Pillow 13: height pass first iff
+    out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w), else width first; torchvision (uint8 CPU path):
+    always width first. A pass is skipped when that size does not change."""
+    hax = img.ndim - 3
+    h, w = img.shape[hax], img.shape[hax + 1]
+    oh, ow = out_hw
+    v_first = flavour == "pillow" and oh < h and (h - oh) > 2 * (w - ow)
+    x = img
+    for ax, n in (((hax, oh), (hax + 1, ow)) if v_first else ((hax + 1, ow), (hax, oh))):
+        if x.shape[ax] != n:
+            x = _resample_pass(x, n, ax, flavour)
+    return x
+
+
+def pil_resize_report(img: np.ndarray, out_hw: tuple[int, int]) -> dict:
+    """How Pillow's BICUBIC resize of this image decomposes: width-pass-first or height-pass-first (uint8 between)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    oh, ow = out_hw
+    im = Image.fromarray(img)
+    direct = np.asarray(im.resize((ow, oh), Image.BICUBIC))
+    w_first = np.asarray(im.resize((ow, h), Image.BICUBIC).resize((ow, oh), Image.BICUBIC))
+    h_first = np.asarray(im.resize((w, oh), Image.BICUBIC).resize((ow, oh), Image.BICUBIC))
+    # Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first iff the height shrinks by more than twice
+    # as many pixels as the width: out_h < in_h and (in_h - out_h) > 2 * (in_w - out_w); else horizontal first
+    # (established on ~900 random size pairs, no exception).
+    rule_vertical_first = oh < h and (h - oh) > 2 * (w - ow)
+    rep = {
+        "fixed_point_emulation_bit_exact": _eq(emulate_resize(img, out_hw, "pillow"), direct),
+        "direct_equals_width_pass_then_height_pass": _eq(direct, w_first),
+        "direct_equals_height_pass_then_width_pass": _eq(direct, h_first),
+        "width_first_vs_height_first_max_uint8_diff": int(np.abs(w_first.astype(int) - h_first.astype(int)).max()),
+        "rule_vertical_first": rule_vertical_first,
+    }
+    assert rep["direct_equals_height_pass_then_width_pass" if rule_vertical_first else "direct_equals_width_pass_then_height_pass"], rep
+    assert rep["fixed_point_emulation_bit_exact"], rep
+    return rep
+
+
+def torchvision_video_resize_report(frames: np.ndarray, out_hw: tuple[int, int]) -> dict:
+    """How torchvision's uint8 antialiased BICUBIC resize (what Qwen2VLVideoProcessor runs) decomposes."""
+    import torchvision.transforms.v2.functional as tvF
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, C, H, W] uint8
+    h, w = x.shape[-2:]
+    oh, ow = out_hw
+    bic = tvF.InterpolationMode.BICUBIC
+
+    def rs(t, size):
+        return tvF.resize(t, list(size), interpolation=bic, antialias=True)
+
+    direct = rs(x, (oh, ow))
+    w_first = rs(rs(x, (h, ow)), (oh, ow))
+    h_first = rs(rs(x, (oh, w)), (oh, ow))
+    flt = rs(x.float(), (oh, ow)).round().clamp(0, 255).to(torch.uint8)
+    d = lambda a, b: int((a.int() - b.int()).abs().max())  # noqa: E731
+    emu = torch.from_numpy(emulate_resize(frames, out_hw, "torchvision")).permute(0, 3, 1, 2)
+    rep = {
+        "fixed_point_emulation_bit_exact": bool(torch.equal(emu, direct)),
+        "input_dtype": str(x.dtype).replace("torch.", ""),
+        "direct_equals_width_pass_then_height_pass": bool(torch.equal(direct, w_first)),
+        "direct_equals_height_pass_then_width_pass": bool(torch.equal(direct, h_first)),
+        "width_first_vs_height_first_max_uint8_diff": d(w_first, h_first),
+        "uint8_resize_vs_float_resize_rounded_max_uint8_diff": d(direct, flt),
+        "pillow_resize_vs_torchvision_resize_max_uint8_diff": d(
+            torch.stack([torch.from_numpy(emulate_resize(f, out_hw, "pillow")) for f in frames]).permute(0, 3, 1, 2),
+            direct),
+    }
+    assert rep["fixed_point_emulation_bit_exact"] and rep["direct_equals_width_pass_then_height_pass"], rep
+    return rep
+
+
+def pil_pixel_values_ref(img: np.ndarray, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Independent recomputation from the notes: Pillow bicubic, /255, CLIP normalize, patchify, temporal repeat."""
+    from PIL import Image
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    oh, ow = out_hw
+    r = np.asarray(Image.fromarray(img).resize((ow, oh), Image.BICUBIC)).astype(np.float64) / 255.0
+    r = (r - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)
+    x = torch.from_numpy(r).permute(2, 0, 1)  # C, H, W
+    gh, gw = oh // PATCH, ow // PATCH
+    x = x.reshape(3, gh // 2, 2, PATCH, gw // 2, 2, PATCH).permute(1, 4, 2, 5, 0, 3, 6)  # gh/2 gw/2 2 2 C 14 14
+    x = x.unsqueeze(5).expand(-1, -1, -1, -1, -1, TEMPORAL, -1, -1)
+    return x.reshape(gh * gw, 3 * TEMPORAL * PATCH * PATCH).float()
+
+
+def video_pixel_values_ref(frames: np.ndarray, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Independent recomputation: torchvision-flavour fixed-point resize (emulated), /255, CLIP normalize, odd
+    frame count -> last frame repeated, patchify (grid_t, gh/2, gw/2, 2, 2, C, 2, 14, 14)."""
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    r = emulate_resize(frames, out_hw, "torchvision").astype(np.float64) / 255.0
+    r = (r - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)
+    x = torch.from_numpy(r).permute(0, 3, 1, 2)  # T, C, H, W
+    if x.shape[0] % TEMPORAL:
+        x = torch.cat([x, x[-1:].expand(TEMPORAL - x.shape[0] % TEMPORAL, -1, -1, -1)])
+    gt, (oh, ow) = x.shape[0] // TEMPORAL, out_hw
+    gh, gw = oh // PATCH, ow // PATCH
+    x = x.reshape(gt, TEMPORAL, 3, gh // 2, 2, PATCH, gw // 2, 2, PATCH).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(gt * gh * gw, 3 * TEMPORAL * PATCH * PATCH).float()
+
+
+def torchvision_image_pixel_values(img: np.ndarray, image_pixels: tuple[int, int]) -> torch.Tensor:
+    """The torchvision back-end image processor's output (for the report only; not used by the model)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+
+    ip = Qwen2VLImageProcessor(min_pixels=image_pixels[0], max_pixels=image_pixels[1])
+    return ip(images=[img], return_tensors="pt")["pixel_values"]
+
+
+def manual_video_audio_placeholder(grid: list[int], spg: float, n_audio: int) -> tuple[str, list[str]]:
+    """Interleave of notes section 7, written independently: video token k has time index
+    floor(t_k * spg * 25), audio token j has index j; both cut into 50-unit (2 s) chunks; per chunk video first."""
+    t, h, w = grid
+    per_t = (h // MERGE) * (w // MERGE)
+    v_idx = [int(tt * spg * 25) for tt in range(t) for _ in range(per_t)]
+    chunk = 25 * 2
+    n_chunks = max(max(v_idx) // chunk, (n_audio - 1) // chunk) + 1
+    s, order = "<|audio_bos|>", []
+    for c in range(n_chunks):
+        nv = sum(1 for i in v_idx if i // chunk == c)
+        na = sum(1 for j in range(n_audio) if j // chunk == c)
+        s += "<|VIDEO|>" * nv + "<|AUDIO|>" * na
+        order.append(f"V{nv}A{na}")
+    return s + "<|audio_eos|>", order
+
+
+def manual_positions(ids_row: list[int], ids: dict[str, int], image_grids: list, video_grids: list, spgs: list,
+                     audio_tokens: list[int], counters: dict) -> tuple[list[list[int]], int]:
+    """3-D positions of one unpadded row written independently from notes section 8. `counters` carries the
+    image / video / audio index across the rows of a batch (batch-major). Returns ([3][n] positions, rope_delta)."""
+    IMG, VID, AUD = ids["<|IMAGE|>"], ids["<|VIDEO|>"], ids["<|AUDIO|>"]
+    VBOS, ABOS, AEOS = ids["<|vision_bos|>"], ids["<|audio_bos|>"], ids["<|audio_eos|>"]
+    pos: list[list[int]] = [[], [], []]
+    nxt = 0
+
+    def put(t, h, w):
+        pos[0].append(t)
+        pos[1].append(h)
+        pos[2].append(w)
+
+    def grid_pos(st, grid, t_scale):
+        t, h, w = grid
+        return [(st + int(tt * t_scale), st + i, st + j) for tt in range(t) for i in range(h // MERGE) for j in range(w // MERGE)]
+
+    n, i = len(ids_row), 0
+    while i < n:
+        tk = ids_row[i]
+        if tk == VBOS and i + 1 < n and ids_row[i + 1] == ABOS:  # audio-in-video block
+            put(nxt, nxt, nxt)
+            put(nxt, nxt, nxt)
+            st = nxt + 1
+            vp = grid_pos(st, video_grids[counters["video"]], spgs[counters["video"]] * 25)
+            ap = [(st + j, st + j, st + j) for j in range(audio_tokens[counters["audio"]])]
+            counters["video"] += 1
+            counters["audio"] += 1
+            i += 2
+            vi = ai = 0
+            while ids_row[i] != AEOS:
+                if ids_row[i] == VID:
+                    put(*vp[vi])
+                    vi += 1
+                else:
+                    assert ids_row[i] == AUD
+                    put(*ap[ai])
+                    ai += 1
+                i += 1
+            assert vi == len(vp) and ai == len(ap)
+            m = max(max(p) for p in vp + ap) + 1
+            put(m, m, m)
+            put(m, m, m)  # audio_eos and vision_eos
+            nxt = m + 1
+            i += 2
+            continue
+        if tk in (IMG, VID, AUD):
+            j = i
+            while j < n and ids_row[j] == tk:
+                j += 1
+            if tk == IMG:
+                ps = grid_pos(nxt, image_grids[counters["image"]], 25)
+                counters["image"] += 1
+            elif tk == VID:
+                ps = grid_pos(nxt, video_grids[counters["video"]], spgs[counters["video"]] * 25)
+                counters["video"] += 1
+            else:
+                ps = [(nxt + k, nxt + k, nxt + k) for k in range(audio_tokens[counters["audio"]])]
+                counters["audio"] += 1
+            assert len(ps) == j - i, (len(ps), j - i)
+            for p in ps:
+                put(*p)
+            nxt = max(max(p) for p in ps) + 1
+            i = j
+            continue
+        put(nxt, nxt, nxt)
+        nxt += 1
+        i += 1
+    return pos, nxt - n
+
+
+def run_vision_fixture(
+    out_dir: Path,
+    *,
+    seed: int,
+    rows: list[tuple[str, list]],
+    image_pixels: tuple[int, int] = (56 * 56, 28 * 28 * 64),
+    video_pixels: tuple[int, int] | None = None,
+    fps: float | None = None,
+    extra_meta: dict | None = None,
+) -> dict:
+    """`rows`: one (system, content) per prompt (B = len(rows), left padded). Content items: str (text),
+    ("image", uint8 [H,W,3]), ("video", uint8 [T,H,W,3]) or ("video_audio", uint8 [T,H,W,3], f32 waveform)."""
+    tok = get_tokenizer()
+    ids = special_ids(tok)
+    B = len(rows)
+    proc = build_omni_processor(tok, image_pixels, video_pixels or (56 * 56, 28 * 28 * 64))
+    vcfg = tiny_vision_config()
+
+    images, videos, waves = [], [], []
+    texts, manual_texts = [], []
+    media_meta = {"images": [], "videos": []}
+    use_aiv = False
+    n_audio_tokens = []
+    for system, content in rows:
+        items, manual_user = [], ""
+        for c in content:
+            if isinstance(c, str):
+                items.append({"type": "text", "text": c})
+                manual_user += c
+            elif c[0] == "image":
+                items.append({"type": "image", "image": f"image_{len(images)}.png"})
+                manual_user += IMAGE_PLACEHOLDER
+                images.append(c[1])
+            else:
+                items.append({"type": "video", "video": f"video_{len(videos)}.mp4"})
+                manual_user += VIDEO_PLACEHOLDER
+                videos.append(c[1])
+                if c[0] == "video_audio":
+                    use_aiv = True
+                    waves.append(c[2])
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": items}]
+        text = proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert text == chatml(system, manual_user), (text, manual_user)
+        texts.append(text)
+    assert not use_aiv or (len(videos) == 1 and len(waves) == 1), "audio-in-video fixtures: one video with audio"
+
+    # 1. The processor.
+    call = {"text": texts if B > 1 else texts[0], "return_tensors": "pt"}
+    if B > 1:
+        call["padding"] = True
+    if images:
+        call["images"] = images
+    if videos:
+        assert video_pixels is not None and fps is not None
+        # size must be given per call: Qwen2_5OmniProcessor's class default videos_kwargs (shortest_edge 100352,
+        # longest_edge 602112) override the video processor's own min/max pixels.
+        call["videos"] = videos
+        call["videos_kwargs"] = {
+            "fps": fps,
+            "size": {"shortest_edge": video_pixels[0], "longest_edge": video_pixels[1]},
+            "cap_pixels_per_frame": False,
+        }
+    if use_aiv:
+        call["audio"] = [w.numpy() for w in waves]
+        call["audio_from_video_indices"] = [0]
+        call["load_audio_from_video"] = True
+    enc = proc(**call)
+    input_ids = enc["input_ids"].to(torch.int64)
+    attention_mask = enc["attention_mask"].to(torch.int64)
+    assert input_ids.shape[0] == B
+    if B > 1:  # left padding with <|endoftext|>
+        for b in range(B):
+            nv = int(attention_mask[b].sum())
+            assert bool((attention_mask[b, -nv:] == 1).all()) and bool((input_ids[b, : input_ids.shape[1] - nv] == ids["<|endoftext|>"]).all())
+    proc_shapes = {k: list(v.shape) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    proc_dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in enc.items() if isinstance(v, torch.Tensor)}
+
+    checks: dict = {}
+    mm: dict = {}
+    inputs_extra: dict = {}
+    exp_extra: dict = {}
+    image_grids, video_grids, spgs = [], [], []
+
+    # 2. Images: grids vs smart_resize, pixel values vs an independent Pillow pipeline, back-end comparisons.
+    if images:
+        pv = enc["pixel_values"]
+        grid = enc["image_grid_thw"].to(torch.int64)
+        assert pv.dtype == torch.float32 and pv.shape[1] == 3 * TEMPORAL * PATCH * PATCH
+        assert grid.shape == (len(images), 3)
+        off = 0
+        ref_diffs, tv_diffs = [], []
+        for k, img in enumerate(images):
+            h, w = img.shape[:2]
+            rh, rw, branch = smart_resize_ref(h, w, *image_pixels)
+            assert grid[k].tolist() == [1, rh // PATCH, rw // PATCH], (grid[k], rh, rw)
+            n_p = (rh // PATCH) * (rw // PATCH)
+            ref = pil_pixel_values_ref(img, (rh, rw))
+            ref_diffs.append((ref - pv[off : off + n_p]).abs().max().item())
+            tvp = torchvision_image_pixel_values(img, image_pixels)
+            tv_diffs.append((tvp - pv[off : off + n_p]).abs().max().item())
+            off += n_p
+            assert (h, w) != (rh, rw), "fixture images must need a resize"
+            media_meta["images"].append({
+                "raw_hw": [h, w],
+                "resized_hw": [rh, rw],
+                "smart_resize_branch": branch,
+                "grid_thw": grid[k].tolist(),
+                "num_patches": n_p,
+                "num_tokens": n_p // (MERGE * MERGE),
+                "merged_grid_hw": [rh // FACTOR, rw // FACTOR],
+                "windows_hw": [-(-(rh // FACTOR) // (vcfg["window_size"] // FACTOR)), -(-(rw // FACTOR) // (vcfg["window_size"] // FACTOR))],
+                "pixel_values_rows": [off - n_p, off],
+                "pillow_pass_order": pil_resize_report(img, (rh, rw)),
+                "pil_vs_torchvision_backend_pixel_values_maxdiff": tv_diffs[-1],
+            })
+        assert off == pv.shape[0]
+        checks["pixel_values_vs_independent_pillow_pipeline_maxdiff"] = ref_diffs
+        assert max(ref_diffs) < 1e-5, ref_diffs
+        checks["pixel_values_torchvision_backend_vs_pil_backend_maxdiff"] = tv_diffs
+        mm["pixel_values"] = pv
+        mm["image_grid_thw"] = grid
+        image_grids = grid.tolist()
+        if len(images) == 1:
+            inputs_extra["raw_image"] = torch.from_numpy(images[0].copy())
+        else:
+            for k, img in enumerate(images):
+                inputs_extra[f"raw_image.{k}"] = torch.from_numpy(img.copy())
+
+    # 3. Videos.
+    if videos:
+        pvv = enc["pixel_values_videos"]
+        vgrid = enc["video_grid_thw"].to(torch.int64)
+        spg = enc["video_second_per_grid"].to(torch.float32).reshape(-1)
+        assert torch.equal(spg, torch.full((len(videos),), TEMPORAL / fps, dtype=torch.float32)), spg
+        off = 0
+        for k, vid in enumerate(videos):
+            T, h, w = vid.shape[:3]
+            rh, rw, branch = smart_resize_ref(h, w, *video_pixels)
+            gt = -(-T // TEMPORAL)
+            assert vgrid[k].tolist() == [gt, rh // PATCH, rw // PATCH], (vgrid[k], T, rh, rw)
+            n_p = gt * (rh // PATCH) * (rw // PATCH)
+            vref = video_pixel_values_ref(vid, (rh, rw))
+            checks.setdefault("pixel_values_videos_vs_independent_pipeline_maxdiff", []).append(
+                (vref - pvv[off : off + n_p]).abs().max().item())
+            assert checks["pixel_values_videos_vs_independent_pipeline_maxdiff"][-1] < 1e-5
+            off += n_p
+            media_meta["videos"].append({
+                "num_frames_given": T,
+                "last_frame_repeated": T % TEMPORAL != 0,
+                "raw_hw": [h, w],
+                "resized_hw": [rh, rw],
+                "needs_resize": (h, w) != (rh, rw),
+                "smart_resize_branch": branch,
+                "grid_thw": vgrid[k].tolist(),
+                "num_patches": n_p,
+                "num_tokens": n_p // (MERGE * MERGE),
+                "fps": fps,
+                "second_per_grid": float(spg[k]),
+                "temporal_position_index": [int(t * float(spg[k]) * 25) for t in range(gt)],
+                "merged_grid_hw": [rh // FACTOR, rw // FACTOR],
+                "windows_hw_per_frame": [-(-(rh // FACTOR) // (vcfg["window_size"] // FACTOR)), -(-(rw // FACTOR) // (vcfg["window_size"] // FACTOR))],
+                "pixel_values_videos_rows": [off - n_p, off],
+                "torchvision_resize": torchvision_video_resize_report(vid, (rh, rw)),
+            })
+        assert off == pvv.shape[0]
+        mm["pixel_values_videos"] = pvv
+        mm["video_grid_thw"] = vgrid
+        mm["video_second_per_grid"] = spg
+        video_grids, spgs = vgrid.tolist(), spg.tolist()
+        assert len(videos) == 1
+        inputs_extra["raw_video"] = torch.from_numpy(videos[0].copy())
+        inputs_extra["use_audio_in_video"] = torch.tensor([1 if use_aiv else 0], dtype=torch.int64)
+
+    # 4. Audio of the video.
+    audio_lens = []
+    if use_aiv:
+        feats_full, fam_full = enc["input_features"], enc["feature_attention_mask"]
+        per_audio = [audio_lengths(int(w.numel()), tiny_audio_config()["n_window"]) for w in waves]
+        valid = [a["valid_frames"] for a in per_audio]
+        assert fam_full.sum(-1).tolist() == valid
+        F = max(valid)
+        feats = feats_full[:, :, :F].contiguous()
+        fam = fam_full[:, :F].to(torch.int64).contiguous()
+        mm["input_features"] = feats
+        mm["feature_attention_mask"] = fam
+        mm["use_audio_in_video"] = True
+        inputs_extra["raw_waveform"] = waves[0]
+        exp_extra["mel_features"] = feats_full[0, :, : valid[0]].contiguous()
+        n_audio_tokens = [a["num_audio_tokens"] for a in per_audio]
+        audio_lens = per_audio
+
+    # 5. Placeholder expansion vs a manual one.
+    expanded_texts = []
+    ic = vc = 0
+    interleave_orders = []
+    for text in texts:
+        out, rest = "", text
+        while True:
+            pi = rest.find(IMAGE_PLACEHOLDER)
+            pv_ = rest.find(VIDEO_PLACEHOLDER)
+            cands = [p for p in (pi, pv_) if p >= 0]
+            if not cands:
+                break
+            p = min(cands)
+            out += rest[:p]
+            if p == pi:
+                t, h, w = image_grids[ic]
+                out += "<|vision_bos|>" + "<|IMAGE|>" * (t * h * w // 4) + "<|vision_eos|>"
+                ic += 1
+                rest = rest[p + len(IMAGE_PLACEHOLDER) :]
+            else:
+                t, h, w = video_grids[vc]
+                if use_aiv:
+                    block, order = manual_video_audio_placeholder(video_grids[vc], spgs[vc], n_audio_tokens[vc])
+                    interleave_orders.append(order)
+                    out += "<|vision_bos|>" + block + "<|vision_eos|>"
+                else:
+                    out += "<|vision_bos|>" + "<|VIDEO|>" * (t * h * w // 4) + "<|vision_eos|>"
+                vc += 1
+                rest = rest[p + len(VIDEO_PLACEHOLDER) :]
+        expanded_texts.append(out + rest)
+    for b, et in enumerate(expanded_texts):
+        man = tok.encode(et, add_special_tokens=False).ids
+        nv = int(attention_mask[b].sum())
+        assert input_ids[b, input_ids.shape[1] - nv :].tolist() == man, b
+    checks["input_ids_match_manual_expansion"] = True
+
+    # 6. Model, reload, expected tensors.
+    cfg = thinker_config(ids, tiny_text_config(), tie_word_embeddings=False, user_token_id=tok.token_to_id("user"))
+    model = build_model(cfg, seed)
+    save_model(out_dir, model, saved_config_json(cfg, THINKER_ARCH), tied=False)
+    write_preprocessor_configs(out_dir, image_pixels, video_pixels, fps)
+    stored_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    for k, v in mm.items():
+        if isinstance(v, torch.Tensor):
+            stored_inputs[k] = v
+    stored_inputs.update(inputs_extra)
+    write_safetensors(out_dir / "inputs.safetensors", stored_inputs)
+    fwd_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, **mm}
+    checks.update(check_reload(out_dir, model, fwd_inputs, tied=False))
+    rope_kwargs = {
+        "image_grid_thw": mm.get("image_grid_thw"),
+        "video_grid_thw": mm.get("video_grid_thw"),
+        "use_audio_in_video": use_aiv,
+        "audio_seqlens": mm["feature_attention_mask"].sum(-1) if use_aiv else None,
+        "second_per_grids": mm.get("video_second_per_grid"),
+    }
+    exp, report = text_expected(model, input_ids, attention_mask, ids["<|endoftext|>"], mm_inputs=mm, rope_kwargs=rope_kwargs)
+    assert report["step0_vs_forward_last_maxdiff"] <= 1e-5, report
+    assert report["steps_vs_full_forward_maxdiff"] <= 1e-4, report
+    checks.update(report)
+
+    hs0 = exp["hidden_states.0"] if B > 1 else exp["hidden_states.0"].unsqueeze(0)
+    with torch.no_grad():
+        if images:
+            tower = torch.cat(model.model.get_image_features(mm["pixel_values"], mm["image_grid_thw"]).pooler_output).float()
+            n_img = int((input_ids == ids["<|IMAGE|>"]).sum())
+            assert tower.shape == (n_img, vcfg["out_hidden_size"]), tower.shape
+            checks["vision_tower_output_equals_hidden_states0_at_image_positions"] = bool(
+                torch.equal(hs0[input_ids == ids["<|IMAGE|>"]], tower)
+            )
+            assert checks["vision_tower_output_equals_hidden_states0_at_image_positions"]
+            exp_extra["pixel_values"] = mm["pixel_values"]
+            exp_extra["vision_tower_output"] = tower
+            exp_extra["vision_patch_embed"] = model.model.visual.patch_embed(mm["pixel_values"]).float()
+            if len(images) > 1:
+                parts, off = [], 0
+                for g in mm["image_grid_thw"]:
+                    n_p = int(g.prod())
+                    parts.append(torch.cat(model.model.get_image_features(
+                        mm["pixel_values"][off : off + n_p], g.view(1, 3)).pooler_output))
+                    off += n_p
+                checks["per_image_tower_vs_joint_maxdiff"] = (torch.cat(parts) - tower).abs().max().item()
+        if videos:
+            vtower = torch.cat(model.model.get_video_features(mm["pixel_values_videos"], mm["video_grid_thw"]).pooler_output).float()
+            n_vid = int((input_ids == ids["<|VIDEO|>"]).sum())
+            assert vtower.shape == (n_vid, vcfg["out_hidden_size"]), vtower.shape
+            checks["video_tower_output_equals_hidden_states0_at_video_positions"] = bool(
+                torch.equal(hs0[input_ids == ids["<|VIDEO|>"]], vtower)
+            )
+            assert checks["video_tower_output_equals_hidden_states0_at_video_positions"]
+            exp_extra["pixel_values_videos"] = mm["pixel_values_videos"]
+            exp_extra["video_tower_output"] = vtower
+            exp_extra["video_patch_embed"] = model.model.visual.patch_embed(mm["pixel_values_videos"]).float()
+        if use_aiv:
+            atower = model.model.get_audio_features(mm["input_features"], mm["feature_attention_mask"]).last_hidden_state.float()
+            assert atower.shape == (sum(n_audio_tokens), cfg.audio_config.output_dim)
+            checks["audio_tower_output_equals_hidden_states0_at_audio_positions"] = bool(
+                torch.equal(hs0[input_ids == ids["<|AUDIO|>"]], atower)
+            )
+            assert checks["audio_tower_output_equals_hidden_states0_at_audio_positions"]
+            exp_extra["audio_tower_output"] = atower
+            # trimmed vs the processor's full 30000-frame features
+            model.model.rope_deltas = None
+            full_out = model(**{**fwd_inputs, "input_features": enc["input_features"],
+                                "feature_attention_mask": enc["feature_attention_mask"]}, use_cache=False)
+            checks["trimmed_vs_full_features_logits_identical"] = bool(
+                torch.equal(full_out.logits if B > 1 else full_out.logits[0], exp["logits"]))
+
+    # Positions: an independent walk (notes section 8) must give the same position_ids and rope_deltas.
+    counters = {"image": 0, "video": 0, "audio": 0}
+    man_pos = torch.ones(3, B, input_ids.shape[1], dtype=torch.int64)
+    man_delta = []
+    for b in range(B):
+        nv = int(attention_mask[b].sum())
+        row = input_ids[b, input_ids.shape[1] - nv :].tolist()
+        p, d = manual_positions(row, ids, image_grids, video_grids, spgs, n_audio_tokens, counters)
+        man_pos[:, b, input_ids.shape[1] - nv :] = torch.tensor(p, dtype=torch.int64)
+        man_delta.append(d)
+    checks["position_ids_match_independent_walk"] = bool(torch.equal(man_pos, exp["position_ids"]))
+    checks["rope_deltas_match_independent_walk"] = exp["rope_deltas"].tolist() == man_delta
+    assert checks["position_ids_match_independent_walk"] and checks["rope_deltas_match_independent_walk"], (
+        exp["rope_deltas"], man_delta)
+    checks["rope_deltas"] = exp["rope_deltas"].tolist()
+
+    # The pixels matter: zeroed pixel values change the logits.
+    with torch.no_grad():
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in mm:
+                model.model.rope_deltas = None
+                z = model(**{**fwd_inputs, key: torch.zeros_like(mm[key])}, use_cache=False).logits
+                valid = attention_mask.bool()
+                dz = (z[valid] - (exp["logits"] if B > 1 else exp["logits"].unsqueeze(0))[valid]).abs().max().item()
+                checks[f"logits_with_zeroed_{key}_maxdiff"] = round(dz, 4)
+                assert dz > 0.1, (key, dz)
+
+    # Batches: each row equals the same prompt run alone (with only its own media).
+    if B > 1:
+        diffs = []
+        ic = 0
+        for b in range(B):
+            nv = int(attention_mask[b].sum())
+            row = input_ids[b : b + 1, -nv:]
+            n_img = sum(1 for _ in _token_spans(row[0], ids["<|IMAGE|>"]))
+            kw = {}
+            if n_img:
+                g = mm["image_grid_thw"][ic : ic + n_img]
+                start = int(mm["image_grid_thw"][:ic].prod(-1).sum()) if ic else 0
+                kw = {"pixel_values": mm["pixel_values"][start : start + int(g.prod(-1).sum())], "image_grid_thw": g}
+                ic += n_img
+            with torch.no_grad():
+                model.model.rope_deltas = None
+                lo = model(input_ids=row, attention_mask=torch.ones_like(row), use_cache=False, **kw).logits[0]
+            diffs.append((lo - exp["logits"][b, -nv:]).abs().max().item())
+        checks["row_vs_single_maxdiff"] = diffs
+        assert max(diffs) < 1e-4, diffs
+
+    exp.update(exp_extra)
+    write_safetensors(out_dir / "expected.safetensors", exp)
+
+    meta = common_meta(tok, cfg, seed, input_ids, exp, checks)
+    import PIL
+    import torchvision
+
+    meta["versions"].update({"pillow": PIL.__version__, "torchvision": torchvision.__version__})
+    vc_ = cfg.vision_config
+    spans = []
+    for b in range(B):
+        spans.append({name: _token_spans(input_ids[b], ids[tkn]) for name, tkn in
+                      (("image", "<|IMAGE|>"), ("video", "<|VIDEO|>"), ("audio", "<|AUDIO|>"))})
+    meta.update({
+        "prompts": [{"system": s, "content": [c if isinstance(c, str) else f"<{c[0]}>" for c in content]} for s, content in rows],
+        "texts": texts,
+        "expanded_texts": expanded_texts,
+        "hidden_states_convention": meta["hidden_states_convention"].replace(
+            "input embeddings", "input embeddings after the vision/video/audio tower outputs are scattered in"),
+        "vision_config": {k: getattr(vc_, k) for k in ("depth", "hidden_size", "num_heads", "intermediate_size",
+                                                        "out_hidden_size", "fullatt_block_indexes", "patch_size",
+                                                        "temporal_patch_size", "spatial_merge_size", "window_size")},
+        "processor": {
+            "class": type(proc).__name__,
+            "image_processor_class": type(proc.image_processor).__name__,
+            "image_resize_backend": "PIL (Pillow BICUBIC, uint8 in / uint8 out)",
+            "image_min_pixels": image_pixels[0],
+            "image_max_pixels": image_pixels[1],
+            "video_processor_class": type(proc.video_processor).__name__ if videos else None,
+            "video_resize_backend": "torchvision.transforms.v2.functional.resize(BICUBIC, antialias=True) on uint8 [T,C,H,W]" if videos else None,
+            "video_min_pixels": video_pixels[0] if videos else None,
+            "video_max_pixels": video_pixels[1] if videos else None,
+            "video_call_kwargs": call.get("videos_kwargs"),
+            "audio_in_video_call": {"audio_from_video_indices": [0], "load_audio_from_video": True} if use_aiv else None,
+            "padding_side": "left" if B > 1 else None,
+        },
+        "images": media_meta["images"],
+        "videos": media_meta["videos"],
+        "audio": audio_lens,
+        "audio_video_interleave_chunks": interleave_orders,
+        "token_spans": spans,
+        "num_image_tokens_total": int((input_ids == ids["<|IMAGE|>"]).sum()),
+        "num_video_tokens_total": int((input_ids == ids["<|VIDEO|>"]).sum()),
+        "num_audio_tokens_total": int((input_ids == ids["<|AUDIO|>"]).sum()),
+        "input_shapes": {k: list(v.shape) for k, v in sorted(stored_inputs.items())},
+        "input_dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in sorted(stored_inputs.items())},
+        "processor_output_shapes": proc_shapes,
+        "processor_output_dtypes": proc_dtypes,
+    })
+    if B > 1:
+        meta["pad_token_id"] = ids["<|endoftext|>"]
+        meta["compare_note"] = ("logits and hidden_states at pad positions (attention_mask == 0) are undefined; compare "
+                                "only positions with attention_mask == 1. position_ids hold 1 at pad slots.")
+    if extra_meta:
+        meta.update(extra_meta)
+    write_meta(out_dir, meta)
+    return meta
+
+
+def fixture_image_basic(out_dir: Path) -> dict:
+    """One 137x203 image -> smart_resize (round branch) 140x196 -> grid 1x10x14, 5x7 merged = 35 tokens,
+    2x2 windows of 4x4 merged tokens (the right and bottom ones partial)."""
+    img = synth_image(137, 203, seed=8108)
+    return run_vision_fixture(
+        out_dir,
+        seed=8008,
+        rows=[("You are a helpful assistant.", [("image", img), "What is in the picture?"])],
+        image_pixels=(56 * 56, 28 * 28 * 64),
+    )
+
+
+def fixture_image_two(out_dir: Path) -> dict:
+    """Two images, text between: 150x220 -> 112x168 (max_pixels branch), 50x70 -> 56x84 (min_pixels branch; the
+    plain rounding would give 56x56 since round(70/28) = round(2.5) = 2)."""
+    a = synth_image(150, 220, seed=9109)
+    b = synth_image(50, 70, seed=9110)
+    return run_vision_fixture(
+        out_dir,
+        seed=9009,
+        rows=[("You are a helpful assistant.", ["Look at this.", ("image", a), "And this one.", ("image", b),
+                                                "What is in the picture?"])],
+        image_pixels=(4096, 28 * 28 * 32),
+    )
+
+
+def fixture_video_basic(out_dir: Path) -> dict:
+    """5 frames of 58x130 (resized to 56x140: height down, width up) at fps 1.0: the last frame is repeated,
+    grid 3x4x10 (2x5 merged per frame: a full-height partial window of 2x4 and one of 2x1), second_per_grid 2.0
+    -> temporal positions t*50."""
+    vid = synth_video(5, 58, 130, seed=10110)
+    return run_vision_fixture(
+        out_dir,
+        seed=10010,
+        rows=[("You are a helpful assistant.", [("video", vid), "What happens in this video?"])],
+        video_pixels=(56 * 56, 28 * 28 * 40),
+        fps=1.0,
+    )
+
+
+def fixture_video_audio(out_dir: Path) -> dict:
+    """Audio in video: 6 frames of 40x75 at fps 2 (second_per_grid 1.0; min_pixels branch -> 56x84, grid 3x4x6,
+    6 tokens per frame pair) and a 3.3 s clip (52800 samples -> 330 frames -> 82 audio tokens). The 2 s chunks
+    interleave as V12 A50 V6 A32."""
+    vid = synth_video(6, 40, 75, seed=11111)
+    wave = synth_waveform(52800, seed=11112, tones=[(240.0, 0.25), (720.0, 0.1)], chirp=(300.0, 2500.0, 0.15),
+                          silence=(0.45, 0.55))
+    return run_vision_fixture(
+        out_dir,
+        seed=11011,
+        rows=[("You are a helpful assistant.", ["What happens in this video?", ("video_audio", vid, wave)])],
+        video_pixels=(56 * 56, 28 * 28 * 40),
+        fps=2.0,
+    )
+
+
+def fixture_mm_batch_leftpad(out_dir: Path) -> dict:
+    """B=2, left padded: row 0 = image (60x100 -> 56x112, 8 tokens) + text; row 1 (shorter, padded) = text +
+    a different image (90x64 -> 84x56, 6 tokens) + text. pixel_values hold row 0's image then row 1's."""
+    a = synth_image(60, 100, seed=12112)
+    b = synth_image(90, 64, seed=12113)
+    return run_vision_fixture(
+        out_dir,
+        seed=12012,
+        rows=[
+            ("You are a helpful assistant.", [("image", a), "Please describe what you see in this image."]),
+            ("Be brief.", ["Look:", ("image", b), "What is it?"]),
+        ],
+        image_pixels=(56 * 56, 28 * 28 * 64),
+    )
+
+
 FIXTURES = {
     "text_basic": fixture_text_basic,
     "text_batch_leftpad": fixture_text_batch_leftpad,
@@ -1217,6 +2149,11 @@ FIXTURES = {
     "audio_basic": fixture_audio_basic,
     "audio_two_clips": fixture_audio_two_clips,
     "audio_long_chunks": fixture_audio_long_chunks,
+    "image_basic": fixture_image_basic,
+    "image_two": fixture_image_two,
+    "video_basic": fixture_video_basic,
+    "video_audio": fixture_video_audio,
+    "mm_batch_leftpad": fixture_mm_batch_leftpad,
 }
 
 

@@ -42,7 +42,7 @@ pub use omni::config::ThinkerConfig;
 pub use omni::generate::{generate, FinishReason, GenerationConfig, Sample};
 pub use omni::prompt::{ChatTemplate, ContentItem, Message, Processor, TextTokenizer};
 pub use media::MediaError;
-pub use omni::thinker::{AudioFeatures, EncodedPrompt, PrefillOptions, PrefillOutput, PromptBatch, PromptState, Thinker};
+pub use omni::thinker::{AudioFeatures, EncodedPrompt, VisualFeatures, PrefillOptions, PrefillOutput, PromptBatch, PromptState, Thinker};
 pub use sampling::{Rng, Sampling};
 
 /// Picks a device by name: `cpu`, `cuda` or `cuda:N`.

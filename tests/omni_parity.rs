@@ -11,10 +11,17 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use ttrav::media::image::{preprocess_image, ImageProcessorConfig};
 use ttrav::media::mel::MelExtractor;
-use ttrav::{AudioFeatures, PrefillOptions, PromptBatch, Thinker, ThinkerConfig};
+use ttrav::media::video::{preprocess_frames, video_config_from_file, VideoProcessorConfig};
+use ttrav::{AudioFeatures, PrefillOptions, PromptBatch, Thinker, ThinkerConfig, VisualFeatures};
+
+fn video_config(dir: &Path) -> Result<VideoProcessorConfig> {
+    video_config_from_file(&dir.join("preprocessor_config.json"))
+}
 
 const TOL: f32 = 2e-4;
+const PIXEL_TOL: f32 = 0.02;
 
 fn fixture_dirs() -> Vec<PathBuf> {
     let mut roots = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/omni")];
@@ -78,23 +85,23 @@ fn masked_max_diff(ours: &Tensor, expected: &Tensor, mask: &[Vec<i64>], name: &s
     Ok(max)
 }
 
-/// Keys of inputs or expected outputs that need capabilities not built yet.
-fn unsupported(key: &str) -> Option<&'static str> {
-    match key {
-        k if k == "pixel_values"
-            || k == "image_grid_thw"
-            || k.starts_with("raw_image")
-            || k == "vision_tower_output"
-            || k == "vision_patch_embed" =>
-        {
-            Some("image input (image preprocessing and the vision tower)")
-        }
-        "pixel_values_videos" | "video_grid_thw" | "video_second_per_grid" | "raw_video" | "video_tower_output" => {
-            Some("video input (video preprocessing and the vision tower)")
-        }
-        "use_audio_in_video" => Some("audio-in-video (TMRoPE interleaving)"),
-        _ => None,
-    }
+/// Whether the harness knows an input tensor (an unknown one means a capability it lacks).
+fn known_input(key: &str) -> bool {
+    matches!(
+        key,
+        "input_ids"
+            | "attention_mask"
+            | "input_features"
+            | "feature_attention_mask"
+            | "pixel_values"
+            | "image_grid_thw"
+            | "pixel_values_videos"
+            | "video_grid_thw"
+            | "video_second_per_grid"
+            | "use_audio_in_video"
+            | "raw_video"
+    ) || key.starts_with("raw_waveform")
+        || key.starts_with("raw_image")
 }
 
 /// The audio clips of a fixture's inputs: the valid frames of each `input_features` row.
@@ -112,15 +119,65 @@ fn audio_inputs(inputs: &HashMap<String, Tensor>) -> Result<Vec<AudioFeatures>> 
         .collect()
 }
 
+/// The images (or videos) of a fixture's inputs, split by their grids.
+fn visual_inputs(
+    inputs: &HashMap<String, Tensor>,
+    pixels_key: &str,
+    grid_key: &str,
+    seconds_key: Option<&str>,
+) -> Result<Vec<VisualFeatures>> {
+    let Some(pixels) = inputs.get(pixels_key) else { return Ok(Vec::new()) };
+    let grids = ids_of(inputs.get(grid_key).with_context(|| format!("{pixels_key} without {grid_key}"))?)?;
+    let seconds: Vec<f32> = match seconds_key.and_then(|k| inputs.get(k)) {
+        Some(t) => t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+        None => vec![1.0; grids.len()],
+    };
+    let mut start = 0;
+    grids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let grid = [g[0] as usize, g[1] as usize, g[2] as usize];
+            let n = grid.iter().product::<usize>();
+            let rows = pixels.narrow(0, start, n)?.to_dtype(DType::F32)?;
+            start += n;
+            Ok(VisualFeatures { pixel_values: rows.flatten_all()?.to_vec1()?, grid, second_per_grid: seconds[i] })
+        })
+        .collect()
+}
+
+/// The image processor settings of a fixture (its preprocessor_config.json, else defaults).
+fn image_config(dir: &Path) -> Result<ImageProcessorConfig> {
+    let mut cfg = ImageProcessorConfig::default();
+    if let Ok(text) = std::fs::read_to_string(dir.join("preprocessor_config.json")) {
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
+            cfg.min_pixels = m as usize;
+        }
+        if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
+            cfg.max_pixels = m as usize;
+        }
+    }
+    Ok(cfg)
+}
+
+fn rgb_of(t: &Tensor) -> Result<image::RgbImage> {
+    let (h, w, _) = t.dims3()?;
+    let data: Vec<u8> = t.flatten_all()?.to_vec1()?;
+    image::RgbImage::from_raw(w as u32, h as u32, data).context("bad raw image")
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
 /// Checks one fixture; returns the names of the expected tensors compared.
 fn check_fixture(dir: &Path) -> Result<Vec<String>> {
     let config = ThinkerConfig::from_file(&dir.join("config.json"))?;
     let inputs = load(&dir.join("inputs.safetensors"))?;
     let expected = load(&dir.join("expected.safetensors"))?;
-    for key in inputs.keys().chain(expected.keys()) {
-        if let Some(cap) = unsupported(key) {
-            bail!("needs {cap}, which ttrav does not have yet (tensor `{key}`)");
-        }
+    if let Some(key) = inputs.keys().find(|k| !known_input(k)) {
+        bail!("inputs.safetensors holds `{key}`, an input ttrav does not know how to use");
     }
     let input_ids = ids_of(inputs.get("input_ids").context("inputs.safetensors lacks `input_ids`")?)?;
     let mask = ids_of(inputs.get("attention_mask").context("inputs.safetensors lacks `attention_mask`")?)?;
@@ -128,6 +185,12 @@ fn check_fixture(dir: &Path) -> Result<Vec<String>> {
         input_ids: input_ids.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         attention_mask: mask.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         audio: audio_inputs(&inputs)?,
+        images: visual_inputs(&inputs, "pixel_values", "image_grid_thw", None)?,
+        videos: visual_inputs(&inputs, "pixel_values_videos", "video_grid_thw", Some("video_second_per_grid"))?,
+        use_audio_in_video: match inputs.get("use_audio_in_video") {
+            Some(t) => t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?.first() == Some(&1),
+            None => false,
+        },
     };
     let b = batch.batch_size();
     let thinker = Thinker::from_files(config, &[dir.join("model.safetensors")], &Device::Cpu, DType::F32)?;
@@ -205,6 +268,59 @@ fn check_fixture(dir: &Path) -> Result<Vec<String>> {
                 let d = masked_max_diff(&ours.unsqueeze(0)?, &exp.unsqueeze(0)?, &all, key)?;
                 if d > TOL {
                     bail!("audio_tower_output differs: max |diff| = {d:e} > {TOL:e}");
+                }
+            }
+            "pixel_values" => {
+                let cfg = image_config(dir)?;
+                let mut raws: Vec<&String> = inputs.keys().filter(|k| k.starts_with("raw_image")).collect();
+                raws.sort();
+                if raws.is_empty() {
+                    bail!("pixel_values expected but no raw_image in inputs.safetensors");
+                }
+                let mut ours = Vec::new();
+                for key in raws {
+                    let (px, _) = preprocess_image(&rgb_of(&inputs[key])?, &cfg).map_err(|e| anyhow::anyhow!(e))?;
+                    ours.extend(px);
+                }
+                let e: Vec<f32> = exp.flatten_all()?.to_vec1()?;
+                if ours.len() != e.len() {
+                    bail!("pixel_values: ttrav made {} values, expected {}", ours.len(), e.len());
+                }
+                let d = max_abs(&ours, &e);
+                if !(d <= PIXEL_TOL) {
+                    bail!("pixel_values differ: max |diff| = {d:e} > {PIXEL_TOL}");
+                }
+            }
+            "pixel_values_videos" => {
+                let raw = inputs.get("raw_video").context("pixel_values_videos expected but no raw_video")?;
+                let (t, _, _, _) = raw.dims4()?;
+                let frames = (0..t).map(|i| rgb_of(&raw.get(i)?)).collect::<Result<Vec<_>>>()?;
+                let cfg = video_config(dir)?;
+                let fps = 2.0 / batch.videos.first().map_or(1.0, |v| v.second_per_grid);
+                let ours = preprocess_frames(&frames, &cfg, fps).map_err(|e| anyhow::anyhow!(e))?;
+                let e: Vec<f32> = exp.flatten_all()?.to_vec1()?;
+                if ours.pixel_values.len() != e.len() {
+                    bail!("pixel_values_videos: ttrav made {} values, expected {}", ours.pixel_values.len(), e.len());
+                }
+                let d = max_abs(&ours.pixel_values, &e);
+                if !(d <= PIXEL_TOL) {
+                    bail!("pixel_values_videos differ: max |diff| = {d:e} > {PIXEL_TOL}");
+                }
+            }
+            "vision_tower_output" | "video_tower_output" => {
+                let items = if key == "vision_tower_output" { &batch.images } else { &batch.videos };
+                let ours = thinker.encode_visual(items)?;
+                let d = max_abs(&ours.flatten_all()?.to_vec1()?, &exp.flatten_all()?.to_vec1()?);
+                if ours.dims() != exp.dims() || !(d <= TOL) {
+                    bail!("{key} differs: shape {:?} vs {:?}, max |diff| = {d:e}", ours.dims(), exp.dims());
+                }
+            }
+            "vision_patch_embed" | "video_patch_embed" => {
+                let items = if key == "vision_patch_embed" { &batch.images } else { &batch.videos };
+                let ours = thinker.vision_patch_embeddings(items)?;
+                let d = max_abs(&ours.flatten_all()?.to_vec1()?, &exp.flatten_all()?.to_vec1()?);
+                if ours.dims() != exp.dims() || !(d <= TOL) {
+                    bail!("{key} differs: shape {:?} vs {:?}, max |diff| = {d:e}", ours.dims(), exp.dims());
                 }
             }
             "greedy_step_logits" => {

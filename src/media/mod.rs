@@ -4,7 +4,9 @@
 //! item and skip it.
 
 pub mod audio;
+pub mod image;
 pub mod mel;
+pub mod video;
 
 use std::path::{Path, PathBuf};
 

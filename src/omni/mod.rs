@@ -7,4 +7,5 @@ pub mod generate;
 pub mod prompt;
 pub mod rope;
 pub mod text;
+pub mod vision;
 pub mod thinker;

@@ -6,7 +6,7 @@
 //! expand each placeholder to as many tokens as the media's features.
 
 use crate::hub::ModelSource;
-use crate::omni::thinker::{AudioFeatures, EncodedPrompt};
+use crate::omni::thinker::{AudioFeatures, EncodedPrompt, VisualFeatures};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -255,6 +255,14 @@ impl TextTokenizer {
 pub struct Processor {
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
+    /// Image resizing limits (from preprocessor_config.json when the checkpoint has one).
+    pub image: crate::media::image::ImageProcessorConfig,
+    /// Video frame resizing limits.
+    pub video: crate::media::video::VideoProcessorConfig,
+    /// Frames per second of video input (a frame folder is taken as sampled at this rate).
+    pub fps: f32,
+    /// Most frames kept from one video (evenly spaced when there are more).
+    pub max_frames: usize,
     mel: crate::media::mel::MelExtractor,
 }
 
@@ -266,18 +274,43 @@ impl std::fmt::Debug for Processor {
 
 impl Processor {
     pub fn load(model: &ModelSource) -> Result<Self> {
-        Ok(Self::new(TextTokenizer::load(model)?, ChatTemplate::load(model)?))
+        let mut p = Self::new(TextTokenizer::load(model)?, ChatTemplate::load(model)?);
+        if let Some(path) = model.get_optional("preprocessor_config.json")? {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", path.display(), e.line(), e.column())
+            })?;
+            if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
+                p.image.min_pixels = m as usize;
+            }
+            if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
+                p.image.max_pixels = m as usize;
+            }
+            p.video = crate::media::video::video_config_from_file(&path)?;
+        }
+        if let Some(path) = model.get_optional("video_preprocessor_config.json")? {
+            p.video = crate::media::video::video_config_from_file(&path)?;
+        }
+        Ok(p)
     }
 
     pub fn new(tokenizer: TextTokenizer, template: ChatTemplate) -> Self {
-        Self { tokenizer, template, mel: crate::media::mel::MelExtractor::new() }
+        Self {
+            tokenizer,
+            template,
+            image: Default::default(),
+            video: Default::default(),
+            fps: 2.0,
+            max_frames: 768,
+            mel: crate::media::mel::MelExtractor::new(),
+        }
     }
 
     /// The prompt for a conversation, ending with the assistant's generation prompt: media files
     /// are loaded and turned into features, and each placeholder token is repeated once per
     /// feature row. A media file that cannot be used gives a [`crate::media::MediaError`].
     pub fn encode_chat(&self, messages: &[Message]) -> Result<EncodedPrompt> {
-        let mut audio = Vec::new();
+        let mut prompt = EncodedPrompt::default();
         for item in messages.iter().flat_map(|m| &m.content) {
             match item {
                 ContentItem::Text(_) => {}
@@ -287,21 +320,51 @@ impl Processor {
                     if features.token_count() == 0 {
                         return Err(crate::media::MediaError::new(path, "the audio is too short (under 40 ms)").into());
                     }
-                    audio.push(features);
+                    prompt.audio.push(features);
                 }
-                ContentItem::Image(_) | ContentItem::Video(_) => bail!("image and video prompts are not supported yet"),
+                ContentItem::Image(path) => {
+                    let img = crate::media::image::load_image(path)?;
+                    let (pixel_values, grid) = crate::media::image::preprocess_image(&img, &self.image)
+                        .map_err(|reason| crate::media::MediaError::new(path, reason))?;
+                    prompt.images.push(VisualFeatures { pixel_values, grid, second_per_grid: 1.0 });
+                }
+                ContentItem::Video(path) => {
+                    if !path.is_dir() {
+                        return Err(crate::media::MediaError::new(
+                            path,
+                            "video files are not decoded yet: pass a folder of frame images (sampled at --fps)",
+                        )
+                        .into());
+                    }
+                    let frames = crate::media::video::load_frame_folder(path)?;
+                    let frames: Vec<_> = if frames.len() > self.max_frames {
+                        let idx = crate::media::video::sample_indices(frames.len(), self.fps, self.fps, 1, self.max_frames);
+                        idx.into_iter().map(|i| frames[i].clone()).collect()
+                    } else {
+                        frames
+                    };
+                    let v = crate::media::video::preprocess_frames(&frames, &self.video, self.fps)
+                        .map_err(|reason| crate::media::MediaError::new(path, reason))?;
+                    prompt.videos.push(v);
+                }
             }
         }
         let text = self.template.render(messages, true)?;
-        let ids = self.tokenizer.encode(&text)?;
-        let input_ids = if audio.is_empty() {
-            ids
-        } else {
-            let counts: Vec<usize> = audio.iter().map(|a| a.token_count()).collect();
-            expand_placeholders(&ids, self.tokenizer.special_id(AUDIO_PAD)?, &counts)
-                .context("the chat template's audio placeholders do not match the audio items")?
-        };
-        Ok(EncodedPrompt { input_ids, audio })
+        let mut ids = self.tokenizer.encode(&text)?;
+        let expansions: [(&str, Vec<usize>); 3] = [
+            (AUDIO_PAD, prompt.audio.iter().map(|a| a.token_count()).collect()),
+            (IMAGE_PAD, prompt.images.iter().map(|v| v.token_count()).collect()),
+            (VIDEO_PAD, prompt.videos.iter().map(|v| v.token_count()).collect()),
+        ];
+        for (token, counts) in expansions {
+            if counts.is_empty() {
+                continue;
+            }
+            ids = expand_placeholders(&ids, self.tokenizer.special_id(token)?, &counts)
+                .with_context(|| format!("the chat template's {token} placeholders do not match the media items"))?;
+        }
+        prompt.input_ids = ids;
+        Ok(prompt)
     }
 
     /// The conversation of an optional system prompt and one user turn.
@@ -315,8 +378,10 @@ impl Processor {
     }
 }
 
-/// The audio placeholder token.
+/// The media placeholder tokens.
 pub const AUDIO_PAD: &str = "<|AUDIO|>";
+pub const IMAGE_PAD: &str = "<|IMAGE|>";
+pub const VIDEO_PAD: &str = "<|VIDEO|>";
 
 /// Replaces the k-th `placeholder` id with `counts[k]` copies of it.
 pub fn expand_placeholders(ids: &[u32], placeholder: u32, counts: &[usize]) -> Result<Vec<u32>> {

@@ -7,7 +7,8 @@
 use crate::hub::ModelSource;
 use crate::omni::audio::AudioTower;
 use crate::omni::config::ThinkerConfig;
-use crate::omni::rope::PositionIds;
+use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
+use crate::omni::vision::VisionTower;
 use crate::omni::text::{attention_mask, KvCache, TextDecoder};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -34,11 +35,31 @@ impl AudioFeatures {
     }
 }
 
+/// The patches of one image or video: `[t*h*w, 1176]` row-major, its `[t, h, w]` grid, and for
+/// videos the seconds per temporal grid step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisualFeatures {
+    pub pixel_values: Vec<f32>,
+    pub grid: [usize; 3],
+    pub second_per_grid: f32,
+}
+
+impl VisualFeatures {
+    /// The number of `<|IMAGE|>` / `<|VIDEO|>` tokens (merged 2x2 patches).
+    pub fn token_count(&self) -> usize {
+        self.grid.iter().product::<usize>() / 4
+    }
+}
+
 /// One tokenised prompt with the features of its media, in prompt order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EncodedPrompt {
     pub input_ids: Vec<u32>,
+    /// Audio clips, including the sound tracks of videos when `use_audio_in_video`.
     pub audio: Vec<AudioFeatures>,
+    pub images: Vec<VisualFeatures>,
+    pub videos: Vec<VisualFeatures>,
+    pub use_audio_in_video: bool,
 }
 
 /// A batch of tokenised prompts, left-padded to one length, with their media features.
@@ -49,6 +70,9 @@ pub struct PromptBatch {
     pub attention_mask: Vec<Vec<u32>>,
     /// Audio clips of all prompts, in order (prompt 0's clips first).
     pub audio: Vec<AudioFeatures>,
+    pub images: Vec<VisualFeatures>,
+    pub videos: Vec<VisualFeatures>,
+    pub use_audio_in_video: bool,
 }
 
 impl PromptBatch {
@@ -57,6 +81,12 @@ impl PromptBatch {
         let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.input_ids.clone()).collect();
         let mut batch = Self::left_padded(&ids, pad_id)?;
         batch.audio = prompts.iter().flat_map(|p| p.audio.iter().cloned()).collect();
+        batch.images = prompts.iter().flat_map(|p| p.images.iter().cloned()).collect();
+        batch.videos = prompts.iter().flat_map(|p| p.videos.iter().cloned()).collect();
+        batch.use_audio_in_video = prompts.iter().any(|p| p.use_audio_in_video);
+        if batch.use_audio_in_video && prompts.iter().any(|p| !p.use_audio_in_video && !p.videos.is_empty()) {
+            bail!("prompts with and without audio-in-video cannot share a batch");
+        }
         Ok(batch)
     }
 
@@ -73,7 +103,7 @@ impl PromptBatch {
             input_ids.push(std::iter::repeat(pad_id).take(pad).chain(p.iter().copied()).collect());
             attention_mask.push(std::iter::repeat(0).take(pad).chain(std::iter::repeat(1).take(p.len())).collect());
         }
-        Ok(Self { input_ids, attention_mask, audio: Vec::new() })
+        Ok(Self { input_ids, attention_mask, audio: Vec::new(), images: Vec::new(), videos: Vec::new(), use_audio_in_video: false })
     }
 
     pub fn batch_size(&self) -> usize {
@@ -155,6 +185,7 @@ pub struct Thinker {
     config: ThinkerConfig,
     text: TextDecoder,
     audio: Option<AudioTower>,
+    vision: Option<VisionTower>,
     device: Device,
     dtype: DType,
 }
@@ -205,7 +236,13 @@ impl Thinker {
             ),
             _ => None,
         };
-        Ok(Self { config, text, audio, device: device.clone(), dtype })
+        let vision = match &config.vision {
+            Some(cfg) if vb.contains_tensor("visual.patch_embed.proj.weight") => Some(
+                VisionTower::load(cfg, vb.pp("visual")).map_err(|e| anyhow::anyhow!("{names}: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self { config, text, audio, vision, device: device.clone(), dtype })
     }
 
     /// A thinker with random weights of the config's sizes (normal, std 0.02; norms at 1): for
@@ -246,7 +283,7 @@ impl Thinker {
         }
         let vb = VarBuilder::from_tensors(tensors, dtype, device);
         let text = TextDecoder::load(&config.text, config.tie_word_embeddings, vb)?;
-        Ok(Self { config, text, audio: None, device: device.clone(), dtype })
+        Ok(Self { config, text, audio: None, vision: None, device: device.clone(), dtype })
     }
 
     pub fn config(&self) -> &ThinkerConfig {
@@ -283,41 +320,93 @@ impl Thinker {
         Ok(tower.forward(&mels)?)
     }
 
+    /// The vision tower's patch embeddings of images (before its blocks), for checks.
+    pub fn vision_patch_embeddings(&self, items: &[VisualFeatures]) -> Result<Tensor> {
+        let tower = self.vision.as_ref().context("this checkpoint has no vision tower")?;
+        let pixels: Vec<f32> = items.iter().flat_map(|v| v.pixel_values.iter().copied()).collect();
+        let n: usize = items.iter().map(|v| v.grid.iter().product::<usize>()).sum();
+        let row = pixels.len() / n.max(1);
+        Ok(tower.patch_embeddings(&Tensor::from_vec(pixels, (n, row), &self.device)?)?)
+    }
+
+    /// Runs the vision tower over images (or videos); one tensor of merged tokens for all.
+    pub fn encode_visual(&self, items: &[VisualFeatures]) -> Result<Tensor> {
+        let tower = self.vision.as_ref().context(
+            "this checkpoint has no vision tower (no `vision_config` or no `visual.*` weights), so it cannot take images or video",
+        )?;
+        let pixels: Vec<f32> = items.iter().flat_map(|v| v.pixel_values.iter().copied()).collect();
+        let row = pixels.len() / items.iter().map(|v| v.grid.iter().product::<usize>()).sum::<usize>().max(1);
+        let n = pixels.len() / row.max(1);
+        let grids: Vec<[usize; 3]> = items.iter().map(|v| v.grid).collect();
+        Ok(tower.forward(&Tensor::from_vec(pixels, (n, row), &self.device)?, &grids)?)
+    }
+
     /// Token embeddings with the media features scattered into their placeholder positions.
     fn input_embeddings(&self, batch: &PromptBatch) -> Result<Tensor> {
         let (b, l) = (batch.batch_size(), batch.len());
         let ids: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
-        let audio_id = self.config.token_ids.audio;
-        let audio_slots: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == audio_id).collect();
-        for (i, t) in [self.config.token_ids.image, self.config.token_ids.video].iter().enumerate() {
-            if ids.contains(t) {
-                let what = ["image", "video"][i];
-                bail!("the prompt holds {what} placeholder tokens, but {what} input is not supported yet");
+        let embeds = self.text.embed(&Tensor::from_vec(ids.clone(), (b, l), &self.device)?)?;
+        let n = b * l;
+        let h = embeds.dim(2)?;
+        let mut index: Vec<u32> = (0..n as u32).collect();
+        let mut tables = vec![embeds.reshape((n, h))?];
+        let mut next_row = n;
+        let t = &self.config.token_ids;
+        for (name, token, count) in [
+            ("<|AUDIO|>", t.audio, batch.audio.len()),
+            ("<|IMAGE|>", t.image, batch.images.len()),
+            ("<|VIDEO|>", t.video, batch.videos.len()),
+        ] {
+            let slots: Vec<usize> = (0..n).filter(|&i| ids[i] == token).collect();
+            if slots.is_empty() && count == 0 {
+                continue;
             }
+            let features = match token {
+                x if x == t.audio => Tensor::cat(&self.encode_audio(&batch.audio)?, 0)?,
+                x if x == t.image => self.encode_visual(&batch.images)?,
+                _ => self.encode_visual(&batch.videos)?,
+            }
+            .to_dtype(embeds.dtype())?;
+            let rows = features.dim(0)?;
+            if rows != slots.len() {
+                bail!("the prompts hold {} {name} tokens but their {count} media item(s) give {rows} feature rows", slots.len());
+            }
+            // Slot k of this placeholder takes row k of its features.
+            for (k, &slot) in slots.iter().enumerate() {
+                index[slot] = (next_row + k) as u32;
+            }
+            next_row += rows;
+            tables.push(features);
         }
-        let embeds = self.text.embed(&Tensor::from_vec(ids, (b, l), &self.device)?)?;
-        if audio_slots.is_empty() && batch.audio.is_empty() {
+        if tables.len() == 1 {
             return Ok(embeds);
         }
-        let features = Tensor::cat(&self.encode_audio(&batch.audio)?, 0)?.to_dtype(embeds.dtype())?;
-        let rows = features.dim(0)?;
-        if rows != audio_slots.len() {
-            bail!(
-                "the prompts hold {} <|AUDIO|> tokens but their {} audio clip(s) give {rows} feature rows",
-                audio_slots.len(),
-                batch.audio.len()
-            );
-        }
-        // Gather from [token embeddings; audio rows]: slot k of the audio tokens takes row k.
-        let n = b * l;
-        let mut index: Vec<u32> = (0..n as u32).collect();
-        for (k, &slot) in audio_slots.iter().enumerate() {
-            index[slot] = (n + k) as u32;
-        }
-        let h = embeds.dim(2)?;
-        let table = Tensor::cat(&[&embeds.reshape((n, h))?, &features], 0)?;
+        let table = Tensor::cat(&tables, 0)?;
         let index = Tensor::from_vec(index, n, &self.device)?;
         Ok(table.index_select(&index, 0)?.reshape((b, l, h))?)
+    }
+
+    /// The 3-D position ids of a batch.
+    pub fn position_ids(&self, batch: &PromptBatch) -> Result<PositionIds> {
+        let t = &self.config.token_ids;
+        let media = MediaLayout {
+            image_grids: batch.images.iter().map(|v| v.grid).collect(),
+            video_grids: batch.videos.iter().map(|v| v.grid).collect(),
+            video_second_per_grid: batch.videos.iter().map(|v| v.second_per_grid).collect(),
+            audio_frames: batch.audio.iter().map(|a| a.frames).collect(),
+            use_audio_in_video: batch.use_audio_in_video,
+        };
+        let tokens = PositionTokens {
+            image: t.image,
+            video: t.video,
+            audio: t.audio,
+            vision_start: t.vision_start,
+            audio_start: t.audio_start,
+            spatial_merge: self.config.vision.as_ref().map_or(2, |v| v.spatial_merge_size),
+            position_id_per_seconds: self.config.position_id_per_seconds,
+            seconds_per_chunk: self.config.seconds_per_chunk,
+        };
+        PositionIds::multimodal(&batch.input_ids, &batch.attention_mask, &media, &tokens).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Encodes a batch of prompts (with their media) once; the returned state continues them.
@@ -331,7 +420,7 @@ impl Thinker {
             bail!("token id {bad} is outside the model's vocabulary (size {vocab})");
         }
         let embeds = self.input_embeddings(batch)?;
-        let position_ids = PositionIds::sequential(&batch.attention_mask);
+        let position_ids = self.position_ids(batch)?;
         let cos_sin = self.text.rotary().cos_sin(&position_ids, self.dtype, &self.device)?;
         let key_valid: Vec<Vec<bool>> = batch.attention_mask.iter().map(|r| r.iter().map(|&m| m != 0).collect()).collect();
         let mask = attention_mask(&key_valid, l, &self.device)?.map(|m| m.to_dtype(DType::F32)).transpose()?;

@@ -1,0 +1,369 @@
+//! Images to the vision tower's input, as Qwen2.5-Omni's (Pillow-based) image processor makes it.
+//!
+//! Decode (PNG, JPEG, WebP, GIF first frame) -> EXIF orientation -> RGB (alpha composited on
+//! white, greyscale expanded) -> `smart_resize` to multiples of 28 within [min, max] pixels ->
+//! Pillow's antialiased bicubic resampling (two separable passes, 8-bit between them, in Pillow
+//! 13's order) -> rescale by
+//! 1/255 -> normalise with the CLIP mean and std -> patches of 2x14x14 per channel, in merge-block
+//! order: `[grid_h * grid_w, 1176]` with `grid_thw = [1, grid_h, grid_w]`.
+
+use super::MediaError;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use std::path::Path;
+
+pub const PATCH: usize = 14;
+pub const MERGE: usize = 2;
+pub const TEMPORAL_PATCH: usize = 2;
+/// Side multiple of a resized image (patch * merge).
+pub const FACTOR: usize = PATCH * MERGE;
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// Defaults of Qwen2.5-Omni's preprocessor_config.json.
+pub const DEFAULT_MIN_PIXELS: usize = 56 * 56;
+pub const DEFAULT_MAX_PIXELS: usize = 28 * 28 * 16384;
+
+/// Python's `round` (halves to even), as smart_resize uses it.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
+/// The (height, width) an image is resized to: multiples of 28, the pixel count within
+/// [`min_pixels`, `max_pixels`], the aspect ratio kept as far as possible.
+pub fn smart_resize(height: usize, width: usize, min_pixels: usize, max_pixels: usize) -> Result<(usize, usize), String> {
+    if height == 0 || width == 0 {
+        return Err("the image has no pixels".into());
+    }
+    let (h, w) = (height as f64, width as f64);
+    if h.max(w) / h.min(w) > 200.0 {
+        return Err(format!("aspect ratio {:.0} is over 200 ({width}x{height})", h.max(w) / h.min(w)));
+    }
+    let f = FACTOR as f64;
+    let mut h_bar = (round_half_even(h / f) * f).max(f);
+    let mut w_bar = (round_half_even(w / f) * f).max(f);
+    if h_bar * w_bar > max_pixels as f64 {
+        let beta = (h * w / max_pixels as f64).sqrt();
+        h_bar = f.max((h / beta / f).floor() * f);
+        w_bar = f.max((w / beta / f).floor() * f);
+    } else if h_bar * w_bar < min_pixels as f64 {
+        let beta = (min_pixels as f64 / (h * w)).sqrt();
+        h_bar = (h * beta / f).ceil() * f;
+        w_bar = (w * beta / f).ceil() * f;
+    }
+    Ok((h_bar as usize, w_bar as usize))
+}
+
+/// Pillow's `ImagingAlphaComposite` of `rgba` over opaque white, with its integer rounding.
+fn over_white(c: u8, a: u8) -> u8 {
+    const PRECISION_BITS: u32 = 7;
+    let (c, a) = (c as u32, a as u32);
+    let blend = 255 * (255 - a);
+    let outa255 = a * 255 + blend;
+    let coef1 = a * 255 * 255 * (1 << PRECISION_BITS) / outa255;
+    let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
+    let tmp = c * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS);
+    let div255 = ((tmp >> 8) + tmp) >> 8;
+    (div255 >> PRECISION_BITS) as u8
+}
+
+/// RGB, with any alpha composited on white (as transformers' `convert_to_rgb` does).
+pub fn to_rgb(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.to_rgb8();
+    }
+    let rgba = img.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (src, dst) in rgba.pixels().zip(out.pixels_mut()) {
+        let [r, g, b, a] = src.0;
+        dst.0 = [over_white(r, a), over_white(g, a), over_white(b, a)];
+    }
+    out
+}
+
+/// Decodes an image file, applies its EXIF orientation and converts it to RGB.
+pub fn load_image(path: &Path) -> Result<RgbImage, MediaError> {
+    let err = |r: String| MediaError::new(path, r);
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot open image file: {e}")))?;
+    if meta.len() == 0 {
+        return Err(err("the file is empty".into()));
+    }
+    let reader = ImageReader::open(path)
+        .map_err(|e| err(format!("cannot open image file: {e}")))?
+        .with_guessed_format()
+        .map_err(|e| err(format!("cannot read image file: {e}")))?;
+    if reader.format().is_none() {
+        return Err(err("not an image in a supported format (PNG, JPEG, WebP, GIF)".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| err(format!("corrupt or unsupported image: {e}")))?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(format!("corrupt or truncated image: {e}")))?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb(img))
+}
+
+/// Pillow's bicubic kernel (a = -0.5).
+fn bicubic(x: f64) -> f64 {
+    let a = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
+    }
+}
+
+/// The fixed-point arithmetic of a resampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Pillow: weights with 22 fraction bits.
+    Pillow,
+    /// torchvision's uint8 antialiased kernels: int16 weights with as many fraction bits as the
+    /// largest weight of the pass allows.
+    Torch,
+}
+
+/// Per output pixel: first input index and the weights (Pillow's `precompute_coeffs`; the same
+/// in torch's antialiased interpolation).
+fn float_coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let w: Vec<f64> = (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) * ss)).collect();
+            let total: f64 = w.iter().sum();
+            (xmin, w.iter().map(|&v| if total != 0.0 { v / total } else { v }).collect())
+        })
+        .collect()
+}
+
+/// The weights in fixed point, and the number of fraction bits.
+fn coefficients(in_size: usize, out_size: usize, arithmetic: Arithmetic) -> (Vec<(usize, Vec<i32>)>, u32) {
+    let float = float_coefficients(in_size, out_size);
+    let bits = match arithmetic {
+        Arithmetic::Pillow => 32 - 8 - 2,
+        Arithmetic::Torch => {
+            let w_max = float.iter().flat_map(|(_, w)| w.iter()).cloned().fold(0.0f64, f64::max);
+            let mut p = 0u32;
+            while p < 22 && ((0.5 + w_max * (1u64 << (p + 1)) as f64) as i64) < (1 << 15) {
+                p += 1;
+            }
+            p
+        }
+    };
+    let fixed = float
+        .into_iter()
+        .map(|(first, w)| {
+            let k = w
+                .iter()
+                .map(|&v| {
+                    let scaled = v * (1u64 << bits) as f64;
+                    (if scaled < 0.0 { (scaled - 0.5).trunc() } else { (scaled + 0.5).trunc() }) as i32
+                })
+                .collect();
+            (first, k)
+        })
+        .collect();
+    (fixed, bits)
+}
+
+/// One resampling pass along the width (`horizontal`) or the height, 8-bit in and out.
+fn resample_pass(src: &RgbImage, out_len: usize, horizontal: bool, arithmetic: Arithmetic) -> RgbImage {
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let (out_w, out_h) = if horizontal { (out_len, h) } else { (w, out_len) };
+    let (coeffs, bits) = coefficients(if horizontal { w } else { h }, out_len, arithmetic);
+    let mut out = RgbImage::new(out_w as u32, out_h as u32);
+    let raw = src.as_raw();
+    let dst = out.as_mut();
+    for y in 0..out_h {
+        for x in 0..out_w {
+            let (first, k) = if horizontal { &coeffs[x] } else { &coeffs[y] };
+            for c in 0..3 {
+                let mut acc: i64 = if bits > 0 { 1 << (bits - 1) } else { 0 };
+                for (i, &kv) in k.iter().enumerate() {
+                    let (sx, sy) = if horizontal { (first + i, y) } else { (x, first + i) };
+                    acc += raw[(sy * w + sx) * 3 + c] as i64 * kv as i64;
+                }
+                dst[(y * out_w + x) * 3 + c] = (acc >> bits).clamp(0, 255) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Which pass runs first when both sides change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOrder {
+    WidthFirst,
+    HeightFirst,
+}
+
+impl PassOrder {
+    /// Pillow 13's choice: the height pass first when the height shrinks by more than twice
+    /// what the width shrinks by, else the width pass first.
+    pub fn pillow(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> Self {
+        let (dw, dh) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
+        if out_h < in_h && dh > 2 * dw {
+            Self::HeightFirst
+        } else {
+            Self::WidthFirst
+        }
+    }
+}
+
+/// Antialiased bicubic resize in two 8-bit passes, with Pillow's or torchvision's arithmetic.
+pub fn resize_bicubic(img: &RgbImage, width: usize, height: usize, order: PassOrder, arithmetic: Arithmetic) -> RgbImage {
+    let need_w = width != img.width() as usize;
+    let need_h = height != img.height() as usize;
+    let pass = |i: &RgbImage, len, horizontal| resample_pass(i, len, horizontal, arithmetic);
+    match (need_w, need_h, order) {
+        (false, false, _) => img.clone(),
+        (true, false, _) => pass(img, width, true),
+        (false, true, _) => pass(img, height, false),
+        (true, true, PassOrder::WidthFirst) => pass(&pass(img, width, true), height, false),
+        (true, true, PassOrder::HeightFirst) => pass(&pass(img, height, false), width, true),
+    }
+}
+
+/// Patches of one or more frames of equal size: `frames` holds `temporal_patch_size` x t frames
+/// (already resized), output rows in merge-block order, each row (C, t, 14, 14) flattened.
+pub fn patchify(frames: &[&RgbImage]) -> (Vec<f32>, [usize; 3]) {
+    let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
+    let (gh, gw) = (h / PATCH, w / PATCH);
+    let gt = frames.len() / TEMPORAL_PATCH;
+    let row_len = 3 * TEMPORAL_PATCH * PATCH * PATCH;
+    let mut out = Vec::with_capacity(gt * gh * gw * row_len);
+    // Normalised planes per frame: [C][H][W].
+    let planes: Vec<Vec<f32>> = frames
+        .iter()
+        .map(|f| {
+            let raw = f.as_raw();
+            let mut p = vec![0f32; 3 * h * w];
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..3 {
+                        let v = raw[(y * w + x) * 3 + c] as f32 * (1.0 / 255.0);
+                        p[(c * h + y) * w + x] = (v - CLIP_MEAN[c]) / CLIP_STD[c];
+                    }
+                }
+            }
+            p
+        })
+        .collect();
+    for t in 0..gt {
+        for bh in 0..gh / MERGE {
+            for bw in 0..gw / MERGE {
+                for mh in 0..MERGE {
+                    for mw in 0..MERGE {
+                        let (py0, px0) = ((bh * MERGE + mh) * PATCH, (bw * MERGE + mw) * PATCH);
+                        for c in 0..3 {
+                            for tt in 0..TEMPORAL_PATCH {
+                                let plane = &planes[t * TEMPORAL_PATCH + tt];
+                                for py in 0..PATCH {
+                                    let row = (c * h + py0 + py) * w + px0;
+                                    out.extend_from_slice(&plane[row..row + PATCH]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (out, [gt, gh, gw])
+}
+
+/// Settings of the image processor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageProcessorConfig {
+    pub min_pixels: usize,
+    pub max_pixels: usize,
+}
+
+impl Default for ImageProcessorConfig {
+    fn default() -> Self {
+        Self { min_pixels: DEFAULT_MIN_PIXELS, max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
+
+/// The vision tower's input for one RGB image: patches `[N, 1176]` and `[1, grid_h, grid_w]`.
+pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<(Vec<f32>, [usize; 3]), String> {
+    let (h, w) = smart_resize(img.height() as usize, img.width() as usize, cfg.min_pixels, cfg.max_pixels)?;
+    let order = PassOrder::pillow(img.width() as usize, img.height() as usize, w, h);
+    let resized = resize_bicubic(img, w, h, order, Arithmetic::Pillow);
+    // One image is one temporal slice, repeated over the temporal patch.
+    Ok(patchify(&[&resized, &resized]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_resize_follows_the_processor() {
+        // Banker's rounding: 70 / 28 = 2.5 rounds to 2.
+        assert_eq!(smart_resize(70, 70, 56 * 56, 28 * 28 * 16384).unwrap(), (56, 56));
+        assert_eq!(smart_resize(123, 171, 3136, 12845056).unwrap(), (112, 168));
+        // Too many pixels: scaled down, floored to multiples of 28.
+        let (h, w) = smart_resize(1000, 2000, 3136, 200_000).unwrap();
+        assert!(h * w <= 200_000 && h % 28 == 0 && w % 28 == 0, "{h}x{w}");
+        // Too few: scaled up, ceiled.
+        let (h, w) = smart_resize(10, 10, 3136, 12845056).unwrap();
+        assert_eq!((h, w), (56, 56));
+        assert!(smart_resize(1, 300, 3136, 12845056).is_err());
+    }
+
+    #[test]
+    fn pillow_pass_order() {
+        // Pillow 13 went height first on 250x150 -> 252x140 (a colleague's observation) and on
+        // 100x60 -> 112x56 (the batch fixture), width first otherwise.
+        assert_eq!(PassOrder::pillow(250, 150, 252, 140), PassOrder::HeightFirst);
+        assert_eq!(PassOrder::pillow(100, 60, 112, 56), PassOrder::HeightFirst);
+        assert_eq!(PassOrder::pillow(203, 137, 196, 140), PassOrder::WidthFirst);
+        assert_eq!(PassOrder::pillow(220, 150, 168, 112), PassOrder::WidthFirst);
+    }
+
+    #[test]
+    fn alpha_composites_on_white() {
+        assert_eq!(over_white(0, 0), 255);
+        assert_eq!(over_white(10, 255), 10);
+        assert_eq!(over_white(0, 128), 127);
+    }
+
+    #[test]
+    fn resize_keeps_flat_colours_and_sizes() {
+        let img = RgbImage::from_pixel(37, 23, image::Rgb([200, 100, 50]));
+        let r = resize_bicubic(&img, 56, 28, PassOrder::WidthFirst, Arithmetic::Pillow);
+        assert_eq!((r.width(), r.height()), (56, 28));
+        assert!(r.pixels().all(|p| p.0 == [200, 100, 50]));
+    }
+
+    #[test]
+    fn patches_in_merge_block_order() {
+        // A 28x56 image whose pixel value encodes its column: patch rows come 2x2 block by block.
+        let mut img = RgbImage::new(56, 28);
+        for (x, _, p) in img.enumerate_pixels_mut() {
+            p.0 = [(x * 4) as u8, 0, 0];
+        }
+        let (px, grid) = patchify(&[&img, &img]);
+        assert_eq!(grid, [1, 2, 4]);
+        assert_eq!(px.len(), 8 * 1176);
+        // Row 1 is the second patch of the first 2x2 block: columns 14..28.
+        let first_red = px[1176] * CLIP_STD[0] + CLIP_MEAN[0];
+        assert!((first_red - (14.0 * 4.0 / 255.0)).abs() < 1e-5);
+        // Row 2 is the block's lower-left patch (rows 14..28 of columns 0..14): column 0.
+        let red = px[2 * 1176] * CLIP_STD[0] + CLIP_MEAN[0];
+        assert!(red.abs() < 1e-5);
+    }
+}

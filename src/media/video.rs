@@ -1,0 +1,140 @@
+//! Video frames to the vision tower's input, as Qwen2.5-Omni's video processor makes them.
+//!
+//! Frames (already sampled at `fps`) are resized like the video processor does (antialiased
+//! bicubic on 8-bit frames, width pass then height pass) to a `smart_resize` size within the
+//! video pixel limits; an odd frame count repeats the last frame; pairs of frames make one
+//! temporal patch. `second_per_grid = 2 / fps`. A folder of frame images is read in name order.
+
+use super::image::{load_image, patchify, resize_bicubic, smart_resize, Arithmetic, PassOrder, TEMPORAL_PATCH};
+use super::MediaError;
+use crate::omni::thinker::VisualFeatures;
+use image::RgbImage;
+use std::path::Path;
+
+/// Pixel limits of the video processor (`shortest_edge` / `longest_edge` in
+/// preprocessor_config.json; defaults 128*28*28 and 768*28*28).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoProcessorConfig {
+    pub min_pixels: usize,
+    pub max_pixels: usize,
+}
+
+impl Default for VideoProcessorConfig {
+    fn default() -> Self {
+        Self { min_pixels: 128 * 28 * 28, max_pixels: 768 * 28 * 28 }
+    }
+}
+
+/// Reads the video limits from a (video_)preprocessor_config.json: `video_min_pixels` /
+/// `video_max_pixels`, else `size.shortest_edge` / `size.longest_edge` (transformers 5's
+/// video processor fields); defaults where the file or the fields are missing.
+pub fn video_config_from_file(path: &Path) -> anyhow::Result<VideoProcessorConfig> {
+    let mut cfg = VideoProcessorConfig::default();
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(cfg) };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not valid JSON (line {}): {e}", path.display(), e.line()))?;
+    let get = |keys: &[&str]| -> Option<usize> {
+        let mut cur = &v;
+        for k in keys {
+            cur = cur.get(k)?;
+        }
+        cur.as_u64().map(|x| x as usize)
+    };
+    if let Some(m) = get(&["video_min_pixels"]).or_else(|| get(&["size", "shortest_edge"])) {
+        cfg.min_pixels = m;
+    }
+    if let Some(m) = get(&["video_max_pixels"]).or_else(|| get(&["size", "longest_edge"])) {
+        cfg.max_pixels = m;
+    }
+    Ok(cfg)
+}
+
+/// Patches of sampled frames (all of one size) at `fps`.
+pub fn preprocess_frames(frames: &[RgbImage], cfg: &VideoProcessorConfig, fps: f32) -> Result<VisualFeatures, String> {
+    let first = frames.first().ok_or("the video has no frames")?;
+    let (w0, h0) = first.dimensions();
+    if let Some(i) = frames.iter().position(|f| f.dimensions() != (w0, h0)) {
+        let (w, h) = frames[i].dimensions();
+        return Err(format!("frame {i} is {w}x{h} but frame 0 is {w0}x{h0}; all frames must have one size"));
+    }
+    if !(fps > 0.0 && fps.is_finite()) {
+        return Err(format!("fps must be positive (got {fps})"));
+    }
+    let (h, w) = smart_resize(h0 as usize, w0 as usize, cfg.min_pixels, cfg.max_pixels)?;
+    let mut resized: Vec<RgbImage> = frames.iter().map(|f| resize_bicubic(f, w, h, PassOrder::WidthFirst, Arithmetic::Torch)).collect();
+    while resized.len() % TEMPORAL_PATCH != 0 {
+        let last = resized[resized.len() - 1].clone();
+        resized.push(last);
+    }
+    let refs: Vec<&RgbImage> = resized.iter().collect();
+    let (pixel_values, grid) = patchify(&refs);
+    Ok(VisualFeatures { pixel_values, grid, second_per_grid: TEMPORAL_PATCH as f32 / fps })
+}
+
+/// The frames of a folder of images (PNG, JPEG, WebP), in file-name order.
+pub fn load_frame_folder(dir: &Path) -> Result<Vec<RgbImage>, MediaError> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| MediaError::new(dir, format!("cannot read frame folder: {e}")))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "webp" | "gif"))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(MediaError::new(dir, "the frame folder holds no images (png, jpg, webp, gif)"));
+    }
+    let frames = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
+    let (w0, h0) = frames[0].dimensions();
+    if let Some(i) = frames.iter().position(|f| f.dimensions() != (w0, h0)) {
+        let (w, h) = frames[i].dimensions();
+        return Err(MediaError::new(
+            &paths[i],
+            format!("this frame is {w}x{h} but {} is {w0}x{h0}; all frames must have one size", paths[0].display()),
+        ));
+    }
+    Ok(frames)
+}
+
+/// Picks frame indices to sample `n_frames` source frames at `src_fps` down to `fps`, with at
+/// least `min_frames` and at most `max_frames` (evenly spaced, as qwen-omni-utils does).
+pub fn sample_indices(n_frames: usize, src_fps: f32, fps: f32, min_frames: usize, max_frames: usize) -> Vec<usize> {
+    if n_frames == 0 {
+        return Vec::new();
+    }
+    let duration = n_frames as f32 / src_fps.max(1e-6);
+    let wanted = ((duration * fps).round() as usize).clamp(min_frames.max(1), max_frames.max(1)).min(n_frames);
+    if wanted == 1 {
+        return vec![0];
+    }
+    (0..wanted).map(|i| ((i as f64) * (n_frames - 1) as f64 / (wanted - 1) as f64).round() as usize).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_frame_counts_repeat_the_last_frame() {
+        let frames: Vec<RgbImage> = (0..5).map(|i| RgbImage::from_pixel(56, 56, image::Rgb([i * 40, 0, 0]))).collect();
+        let cfg = VideoProcessorConfig { min_pixels: 56 * 56, max_pixels: 56 * 56 };
+        let v = preprocess_frames(&frames, &cfg, 1.0).unwrap();
+        assert_eq!(v.grid, [3, 4, 4]);
+        assert_eq!(v.second_per_grid, 2.0);
+        assert_eq!(v.pixel_values.len(), 3 * 16 * 1176);
+        let mut different = frames.clone();
+        different[1] = RgbImage::new(28, 28);
+        assert!(preprocess_frames(&different, &cfg, 1.0).unwrap_err().contains("frame 1"));
+    }
+
+    #[test]
+    fn sampling_spreads_frames() {
+        assert_eq!(sample_indices(100, 25.0, 1.0, 4, 32), vec![0, 33, 66, 99]);
+        assert_eq!(sample_indices(1000, 25.0, 1.0, 4, 32).len(), 32);
+        assert_eq!(sample_indices(3, 25.0, 2.0, 4, 32), vec![0, 1, 2]);
+    }
+}
