@@ -17,9 +17,27 @@ pub struct GenerateArgs {
     /// The user's message (it follows the media items in the prompt).
     #[arg(long)]
     prompt: String,
-    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC in MP4/M4A); repeatable, in prompt order.
+    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC in MP4/M4A); repeatable. Media flags
+    /// keep their command-line order in the prompt, before the text.
     #[arg(long, value_name = "PATH")]
     audio: Vec<std::path::PathBuf>,
+    /// An image file (PNG, JPEG, WebP, GIF); repeatable.
+    #[arg(long, value_name = "PATH")]
+    image: Vec<std::path::PathBuf>,
+    /// A video: a folder of frame images (in name order); repeatable.
+    #[arg(long, value_name = "PATH")]
+    video: Vec<std::path::PathBuf>,
+    /// Frames per second of video input (a frame folder counts as sampled at this rate).
+    #[arg(long, default_value_t = 2.0)]
+    fps: f32,
+    /// Most frames kept per video (evenly spaced); OP-TTRAV used 32 at 1 fps.
+    #[arg(long, default_value_t = 768)]
+    max_frames: usize,
+    /// Smallest and largest image size in pixels after resizing [default: preprocessor_config.json's].
+    #[arg(long)]
+    min_pixels: Option<usize>,
+    #[arg(long)]
+    max_pixels: Option<usize>,
     /// System prompt (none by default; the checkpoint's chat template may add its own).
     #[arg(long)]
     system: Option<String>,
@@ -69,7 +87,23 @@ fn generation_defaults(model: &ModelSource) -> Result<GenerationDefaults> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid generation config", path.display()))
 }
 
-pub fn run(args: GenerateArgs) -> Result<()> {
+/// The media flags as prompt items, in their command-line order.
+fn media_in_order(args: &GenerateArgs, matches: &clap::ArgMatches) -> Vec<ContentItem> {
+    let mut items: Vec<(usize, ContentItem)> = Vec::new();
+    let mut take = |id: &str, paths: &[std::path::PathBuf], make: fn(std::path::PathBuf) -> ContentItem| {
+        let indices: Vec<usize> = matches.indices_of(id).map(|i| i.collect()).unwrap_or_default();
+        for (k, p) in paths.iter().enumerate() {
+            items.push((indices.get(k).copied().unwrap_or(usize::MAX), make(p.clone())));
+        }
+    };
+    take("audio", &args.audio, ContentItem::Audio);
+    take("image", &args.image, ContentItem::Image);
+    take("video", &args.video, ContentItem::Video);
+    items.sort_by_key(|(i, _)| *i);
+    items.into_iter().map(|(_, c)| c).collect()
+}
+
+pub fn run(args: GenerateArgs, matches: &clap::ArgMatches) -> Result<()> {
     let device = device_from_name(&args.device)?;
     let dtype = dtype_from_name(args.dtype.as_deref(), &device)?;
     let model = ModelSource::resolve(&args.model)?;
@@ -85,10 +119,18 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let t0 = Instant::now();
     let thinker = Thinker::load(&model, &device, dtype)?;
-    let processor = Processor::load(&model)?;
+    let mut processor = Processor::load(&model)?;
+    processor.fps = args.fps;
+    processor.max_frames = args.max_frames.max(1);
+    if let Some(m) = args.min_pixels {
+        processor.image.min_pixels = m;
+    }
+    if let Some(m) = args.max_pixels {
+        processor.image.max_pixels = m;
+    }
     eprintln!("loaded {} in {:.2}s ({:?}, {:?})", model.describe(), t0.elapsed().as_secs_f64(), device, dtype);
 
-    let mut content: Vec<ContentItem> = args.audio.iter().cloned().map(ContentItem::Audio).collect();
+    let mut content = media_in_order(&args, matches);
     content.push(ContentItem::Text(args.prompt.clone()));
     let messages = Processor::conversation(args.system.as_deref(), content);
     let prompt = processor.encode_chat(&messages)?;

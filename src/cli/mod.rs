@@ -3,7 +3,7 @@
 mod embed;
 mod generate;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "ttrav", version, about = "Test-time reinforcement learning for audio-visual language models (Qwen2.5-Omni) on Candle")]
@@ -21,8 +21,11 @@ enum Command {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Generate(args) => generate::run(args),
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    match cli.command {
+        Command::Generate(args) => generate::run(args, &sub),
         Command::Embed(args) => embed::run(args),
     }
 }
