@@ -34,6 +34,7 @@ pub mod hub;
 pub mod media;
 pub mod nn;
 pub mod omni;
+pub mod reward;
 pub mod sampling;
 
 pub use embed::Encoder;

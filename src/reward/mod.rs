@@ -1,0 +1,179 @@
+//! Label-free rewards: each mode scores one question's N sampled answers without a label.
+//!
+//! Modes: majority `vote` (multiple choice or math), embedding `medoid`, self-`judge`, K-means
+//! `cluster` vote (simple, continuous, KDE, EVOL-RL, with an optional novelty bonus). Modes see
+//! only text, embeddings (through [`Embedder`]) and a narrow [`Judge`] handle; never the model.
+//! A gold answer, when given, is used only for diagnostics (label and reward accuracy).
+//!
+//! ttrav reproduces OP-TTRAV's rewards on the same answers and embeddings, except where that
+//! system's behaviour is a defect (each is listed in the README): unparseable multiple-choice
+//! answers get 0 instead of a random reward, a group without any answer has no label instead of
+//! a random letter, the novelty buffer is explicit per-run state, EVOL-RL's invalid answers keep
+//! the vote's -1, and rewards are per answer (not looked up by text).
+
+pub mod cluster;
+pub mod extract;
+pub mod judge;
+pub mod medoid;
+pub mod metrics;
+pub mod vote;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+/// Turns texts into L2-normalised vectors (implemented by [`crate::embed::Encoder`]).
+pub trait Embedder {
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}
+
+impl Embedder for crate::embed::Encoder {
+    fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.embed(texts)
+    }
+}
+
+/// Completes a prompt greedily (the self-judge's model handle).
+pub trait Judge {
+    fn complete(&self, prompt: &str, max_new_tokens: usize) -> Result<String>;
+}
+
+/// One question and its sampled answers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Group {
+    pub question: String,
+    pub candidates: Vec<String>,
+    /// For evaluation only: never used by a reward.
+    pub gold: Option<String>,
+    /// Multiple-choice option texts (A, B, C, D), for lenient answer extraction.
+    pub choices: Option<Vec<String>>,
+}
+
+/// What a mode returns for one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    /// One reward per candidate, in candidate order.
+    pub rewards: Vec<f32>,
+    /// The estimated label (vote) or the anchor answer's text (medoid, judge, cluster).
+    pub label: Option<String>,
+    /// Index of the anchor answer, where the mode has one.
+    pub anchor: Option<usize>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Diagnostics every mode reports (fields a mode cannot compute are `None`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Diagnostics {
+    /// Share of answers that agree with the label (vote), the medoid's mean similarity (medoid),
+    /// the mean judge score (judge), or the modal cluster's share of valid answers (cluster).
+    pub majority_ratio: f32,
+    /// Entropy of the parsed answers in bits over log2(4) (vote only).
+    pub vote_entropy: Option<f32>,
+    /// Mean cosine over answer pairs (embedding modes).
+    pub mean_pairwise_similarity: Option<f32>,
+    /// Share of pairs with cosine > 0.95.
+    pub high_similarity_pairs: Option<f32>,
+    /// The group's answers look collapsed: mean pairwise similarity > 0.92.
+    pub collapse_warning: bool,
+    /// Share of empty (or, for votes, unparseable) answers.
+    pub empty_share: f32,
+    /// Mean answer length in whitespace-separated words.
+    pub mean_length: f32,
+    pub unique_answers: usize,
+    /// Clusters found (cluster modes).
+    pub clusters: Option<usize>,
+    /// With a gold answer: whether the label is right (1/0; a similarity for open-ended modes).
+    pub label_accuracy: Option<f32>,
+    /// With a gold answer: share of answers whose reward equals what the gold label would give.
+    pub reward_accuracy: Option<f32>,
+}
+
+/// Common per-group numbers: empty share and mean length.
+pub fn length_stats(candidates: &[String]) -> (f32, f32) {
+    let n = candidates.len().max(1) as f32;
+    let empty = candidates.iter().filter(|c| c.trim().is_empty()).count() as f32 / n;
+    let words = candidates.iter().map(|c| c.split_whitespace().count()).sum::<usize>() as f32 / n;
+    (empty, words)
+}
+
+/// The reward mode and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Vote(vote::VoteConfig),
+    Medoid(medoid::MedoidConfig),
+    Judge(judge::JudgeConfig),
+    Cluster(cluster::ClusterConfig),
+}
+
+impl Mode {
+    /// A mode by its ttrav name or OP-TTRAV's `TTRL_TASK_TYPE` alias.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "vote" | "video_qa" => Mode::Vote(vote::VoteConfig::default()),
+            "math" => Mode::Vote(vote::VoteConfig { kind: vote::AnswerKind::Math, ..Default::default() }),
+            "medoid" | "open_ended_video" => Mode::Medoid(medoid::MedoidConfig::default()),
+            "judge" | "judge_open_ended" => Mode::Judge(judge::JudgeConfig::default()),
+            "cluster" | "simple_cluster" => Mode::Cluster(cluster::ClusterConfig::default()),
+            "evolrl" | "evolrl_cluster" => Mode::Cluster(cluster::ClusterConfig {
+                variant: cluster::Variant::Evolrl,
+                ..Default::default()
+            }),
+            other => bail!(
+                "unknown reward mode `{other}`: use vote (video_qa), math, medoid (open_ended_video), \
+                 judge (judge_open_ended), cluster (simple_cluster) or evolrl (evolrl_cluster)"
+            ),
+        })
+    }
+
+    /// Whether the mode needs an embedding encoder.
+    pub fn needs_embedder(&self) -> bool {
+        !matches!(self, Mode::Vote(_))
+    }
+}
+
+/// The default mode name: `TTRL_TASK_TYPE` when set, else `vote` (OP-TTRAV's `video_qa`).
+pub fn default_mode_name() -> String {
+    std::env::var("TTRL_TASK_TYPE").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "vote".into())
+}
+
+/// State a run carries from group to group (the cluster novelty buffer).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RewardState {
+    /// The last anchors of the cluster vote (at most 100), oldest first.
+    pub novelty_buffer: Vec<Vec<f32>>,
+}
+
+/// Scores one group with `mode`.
+pub fn score(
+    mode: &Mode,
+    group: &Group,
+    embedder: Option<&dyn Embedder>,
+    judge: Option<&dyn Judge>,
+    state: &mut RewardState,
+) -> Result<Scored> {
+    if group.candidates.is_empty() {
+        bail!("the question has no candidate answers to score");
+    }
+    let need = || embedder.ok_or_else(|| anyhow::anyhow!("this reward mode needs an embedding encoder"));
+    match mode {
+        Mode::Vote(cfg) => Ok(vote::score(cfg, group)),
+        Mode::Medoid(cfg) => medoid::score(cfg, group, need()?),
+        Mode::Judge(cfg) => {
+            let j = judge.ok_or_else(|| anyhow::anyhow!("the judge mode needs a judge model"))?;
+            judge::score(cfg, group, need()?, j)
+        }
+        Mode::Cluster(cfg) => cluster::score(cfg, group, need()?, state),
+    }
+}
+
+/// Checks that every vector is finite (a broken encoder must not become rewards silently).
+pub fn check_finite(vectors: &[Vec<f32>]) -> Result<()> {
+    if let Some(i) = vectors.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
+        bail!("embedding {i} holds NaN or infinite values: the encoder is broken; no rewards were computed");
+    }
+    Ok(())
+}
+
+/// Dot product of two vectors (cosine for unit vectors).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
