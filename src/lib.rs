@@ -35,6 +35,7 @@ pub mod media;
 pub mod nn;
 pub mod omni;
 pub mod reward;
+pub mod rl;
 pub mod sampling;
 
 pub use embed::Encoder;

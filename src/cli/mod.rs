@@ -2,6 +2,7 @@
 
 mod embed;
 mod generate;
+mod reward;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -18,6 +19,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Sentence vectors from an in-process encoder (BGE, MiniLM, MPNet, Qwen3-Embedding).
     Embed(embed::EmbedArgs),
+    /// Score groups of answers with a label-free reward (vote, medoid, judge, cluster).
+    Reward(reward::RewardArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -27,5 +30,6 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => generate::run(args, &sub),
         Command::Embed(args) => embed::run(args),
+        Command::Reward(args) => reward::run(args),
     }
 }

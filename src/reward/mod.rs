@@ -177,3 +177,64 @@ pub fn check_finite(vectors: &[Vec<f32>]) -> Result<()> {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+/// The rollouts trained on: the first `n_samples` of the `n_votes` answers, or with `dedup` the
+/// first `n_samples` distinct non-empty ones (trimmed text), topped up in order with the rest
+/// when there are too few (as OP-TTRAV's TTRL_DEDUP_SAMPLES does).
+pub fn select_samples(candidates: &[String], n_samples: usize, dedup: bool) -> Vec<usize> {
+    let n_samples = n_samples.min(candidates.len());
+    if !dedup {
+        return (0..n_samples).collect();
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    let mut chosen: Vec<usize> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let t = c.trim();
+        if !t.is_empty() && !seen.contains(&t) {
+            seen.push(t);
+            chosen.push(i);
+            if chosen.len() == n_samples {
+                return chosen;
+            }
+        }
+    }
+    for i in 0..candidates.len() {
+        if chosen.len() == n_samples {
+            break;
+        }
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    chosen
+}
+
+/// The confidence-weighting factor of a group's advantages, exp(conf - 1), with conf the mode's
+/// agreement measure (`majority_ratio`). Applied per question (OP-TTRAV mixed them up across
+/// questions).
+pub fn confidence_weight(scored: &Scored) -> f32 {
+    (scored.diagnostics.majority_ratio - 1.0).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_distinct_answers_first() {
+        let c: Vec<String> = ["a", " a ", "", "b", "a", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(select_samples(&c, 3, true), vec![0, 3, 5]);
+        // Too few distinct ones: topped up in index order.
+        assert_eq!(select_samples(&c, 5, true), vec![0, 3, 5, 1, 2]);
+        assert_eq!(select_samples(&c, 2, false), vec![0, 1]);
+    }
+
+    #[test]
+    fn confidence_weight_is_one_at_full_agreement() {
+        let mut s = Scored { rewards: vec![], label: None, anchor: None, diagnostics: Diagnostics::default() };
+        s.diagnostics.majority_ratio = 1.0;
+        assert!((confidence_weight(&s) - 1.0).abs() < 1e-7);
+        s.diagnostics.majority_ratio = 0.5;
+        assert!((confidence_weight(&s) - (-0.5f32).exp()).abs() < 1e-7);
+    }
+}

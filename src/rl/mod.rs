@@ -1,0 +1,4 @@
+//! Test-time reinforcement learning: the judge on top of the thinker (more to come: rollouts,
+//! GRPO with LoRA, the adaptation loop, checkpoints).
+
+pub mod judge;
