@@ -5,13 +5,41 @@
 //! path (which needs composed, differentiable ops) is kept beside the fast one so that both share
 //! weights and structure.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, Var, D};
 use candle_nn::VarBuilder;
+use std::sync::Arc;
 
-/// A linear layer `y = x W^T + b`.
+/// How a forward pass runs: fused kernels or differentiable ops, adapters on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Composed, differentiable ops (training) instead of the fused kernels (inference).
+    pub differentiable: bool,
+    /// Apply the LoRA adapters (off: the frozen base model).
+    pub adapters: bool,
+}
+
+impl Pass {
+    /// Fast inference with adapters.
+    pub const INFER: Pass = Pass { differentiable: false, adapters: true };
+    /// Training: differentiable, with adapters.
+    pub const TRAIN: Pass = Pass { differentiable: true, adapters: true };
+    /// The frozen base model (KL reference, base-model judge).
+    pub const BASE: Pass = Pass { differentiable: false, adapters: false };
+}
+
+/// A low-rank adapter: `y += scale * (x A^T) B^T`, with A [r, in] and B [out, r].
+#[derive(Debug, Clone)]
+pub struct Lora {
+    pub a: Var,
+    pub b: Var,
+    pub scale: f64,
+}
+
+/// A linear layer `y = x W^T + b`, with an optional LoRA adapter merged on the fly.
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
+    lora: Option<Arc<Lora>>,
 }
 
 impl Linear {
@@ -19,15 +47,43 @@ impl Linear {
     pub fn load(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
-        Ok(Self { inner: candle_nn::Linear::new(weight, bias) })
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias), lora: None })
     }
 
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias) }
+        Self { inner: candle_nn::Linear::new(weight, bias), lora: None }
     }
 
     pub fn weight(&self) -> &Tensor {
         self.inner.weight()
+    }
+
+    /// (out, in) sizes.
+    pub fn dims(&self) -> (usize, usize) {
+        let d = self.inner.weight().dims();
+        (d[0], d[1])
+    }
+
+    pub fn set_lora(&mut self, lora: Option<Arc<Lora>>) {
+        self.lora = lora;
+    }
+
+    pub fn lora(&self) -> Option<&Arc<Lora>> {
+        self.lora.as_ref()
+    }
+
+    /// The layer under `pass` (with the adapter when it has one and the pass wants it).
+    pub fn apply(&self, xs: &Tensor, pass: Pass) -> Result<Tensor> {
+        let y = self.inner.forward(xs)?;
+        match (&self.lora, pass.adapters) {
+            (Some(l), true) => {
+                let a = l.a.as_tensor().to_dtype(xs.dtype())?;
+                let b = l.b.as_tensor().to_dtype(xs.dtype())?;
+                let low = xs.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
+                y + (low * l.scale)?
+            }
+            _ => Ok(y),
+        }
     }
 }
 
@@ -47,6 +103,15 @@ pub struct RmsNorm {
 impl RmsNorm {
     pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self { weight: vb.get(dim, "weight")?, eps })
+    }
+
+    /// The fused kernel, or the differentiable ops when `differentiable`.
+    pub fn apply(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        if differentiable {
+            self.forward_diff(xs)
+        } else {
+            self.forward(xs)
+        }
     }
 
     /// Fast fused kernel (no gradient).
@@ -72,6 +137,24 @@ impl RmsNorm {
 /// (`cos`, `sin`: [B, L, d/2]); `xs`: [B, heads, L, d]. The fused kernel; no gradient.
 pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     candle_nn::rotary_emb::rope(&xs.contiguous()?, cos, sin)
+}
+
+/// [`apply_rotary`] or [`apply_rotary_diff`].
+pub fn rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor, differentiable: bool) -> Result<Tensor> {
+    if differentiable {
+        apply_rotary_diff(xs, cos, sin)
+    } else {
+        apply_rotary(xs, cos, sin)
+    }
+}
+
+/// Softmax over the last dimension: fused, or composed (differentiable).
+pub fn softmax_last(xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+    if differentiable {
+        candle_nn::ops::softmax(xs, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(xs)
+    }
 }
 
 /// The same rotation as [`apply_rotary`] from differentiable ops (`x*cos + rotate_half(x)*sin`).

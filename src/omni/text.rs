@@ -5,7 +5,7 @@
 //! The model holds only weights; the key/value cache lives in [`KvCache`], owned by the caller,
 //! so that one prompt's cache can be forked into several continuations.
 
-use crate::nn::{apply_rotary, repeat_kv, Linear, RmsNorm};
+use crate::nn::{repeat_kv, rotary, softmax_last, Linear, Pass, RmsNorm};
 use crate::omni::config::TextConfig;
 use crate::omni::rope::MultimodalRotary;
 use candle_core::{DType, Module, Result, Tensor};
@@ -84,6 +84,7 @@ impl Attention {
     }
 
     /// `xs`: [B, L, H]; `cos`/`sin`: [B, L, hd/2]; `mask`: additive [B, 1, L, past + L].
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         xs: &Tensor,
@@ -92,14 +93,15 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         layer: usize,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(xs)?.reshape((b, l, nh, hd))?.transpose(1, 2)?;
-        let k = self.k_proj.forward(xs)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
-        let v = self.v_proj.forward(xs)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let q = apply_rotary(&q, cos, sin)?;
-        let k = apply_rotary(&k, cos, sin)?;
+        let q = self.q_proj.apply(xs, pass)?.reshape((b, l, nh, hd))?.transpose(1, 2)?;
+        let k = self.k_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
+        let v = self.v_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let q = rotary(&q, cos, sin, pass.differentiable)?;
+        let k = rotary(&k, cos, sin, pass.differentiable)?;
         let (k, v) = cache.append(layer, k, v)?;
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;
@@ -109,9 +111,9 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = softmax_last(&scores, pass.differentiable)?.to_dtype(v.dtype())?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, nh * hd))?;
-        self.o_proj.forward(&out)
+        self.o_proj.apply(&out, pass)
     }
 }
 
@@ -132,9 +134,9 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    fn forward(&self, xs: &Tensor, pass: Pass) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.apply(xs, pass)?)?;
+        self.down_proj.apply(&(gate * self.up_proj.apply(xs, pass)?)?, pass)
     }
 }
 
@@ -225,7 +227,21 @@ impl TextDecoder {
         cos_sin: &(Tensor, Tensor),
         mask: Option<&Tensor>,
         cache: &mut KvCache,
+        hidden_states: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        self.forward_pass(embeds, cos_sin, mask, cache, hidden_states, Pass::INFER)
+    }
+
+    /// [`Self::forward`] under a given [`Pass`] (differentiable for training, adapters off for
+    /// the frozen base model).
+    pub fn forward_pass(
+        &self,
+        embeds: &Tensor,
+        cos_sin: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
         mut hidden_states: Option<&mut Vec<Tensor>>,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (cos, sin) = cos_sin;
         let mut xs = embeds.clone();
@@ -234,12 +250,13 @@ impl TextDecoder {
                 h.push(xs.clone());
             }
             let residual = &xs;
-            let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&xs)?, cos, sin, mask, cache, i)?;
+            let normed = layer.input_layernorm.apply(&xs, pass.differentiable)?;
+            let attn = layer.self_attn.forward(&normed, cos, sin, mask, cache, i, pass)?;
             let xs1 = (residual + attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&xs1)?)?;
+            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.apply(&xs1, pass.differentiable)?, pass)?;
             xs = (xs1 + mlp)?;
         }
-        let out = self.norm.forward(&xs)?;
+        let out = self.norm.apply(&xs, pass.differentiable)?;
         if let Some(h) = hidden_states {
             h.push(out.clone());
         }
@@ -249,6 +266,26 @@ impl TextDecoder {
     /// Logits over the vocabulary for hidden states [..., H], in f32.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    /// The projections LoRA can adapt, by PEFT module name (`q_proj`, ..., `down_proj`), with
+    /// their parameter path under the thinker (`model.layers.N.self_attn.q_proj`).
+    pub fn adaptable_mut(&mut self) -> Vec<(String, &'static str, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let a = &mut layer.self_attn;
+            let m = &mut layer.mlp;
+            let attn = format!("model.layers.{i}.self_attn");
+            let mlp = format!("model.layers.{i}.mlp");
+            out.push((format!("{attn}.q_proj"), "q_proj", &mut a.q_proj));
+            out.push((format!("{attn}.k_proj"), "k_proj", &mut a.k_proj));
+            out.push((format!("{attn}.v_proj"), "v_proj", &mut a.v_proj));
+            out.push((format!("{attn}.o_proj"), "o_proj", &mut a.o_proj));
+            out.push((format!("{mlp}.gate_proj"), "gate_proj", &mut m.gate_proj));
+            out.push((format!("{mlp}.up_proj"), "up_proj", &mut m.up_proj));
+            out.push((format!("{mlp}.down_proj"), "down_proj", &mut m.down_proj));
+        }
+        out
     }
 }
 

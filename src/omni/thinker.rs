@@ -11,7 +11,8 @@ use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
 use crate::omni::vision::VisionTower;
 use crate::omni::text::{attention_mask, KvCache, TextDecoder};
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use crate::nn::{Lora, Pass};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::path::PathBuf;
 
@@ -132,6 +133,8 @@ pub struct PromptState {
     pub rope_deltas: Vec<i64>,
     /// Logits for the next token, `[B, V]`, f32.
     pub next_logits: Tensor,
+    /// Adapters on or off for this state's forward passes.
+    pub pass: Pass,
 }
 
 impl PromptState {
@@ -149,6 +152,7 @@ impl PromptState {
             n_valid: rows.iter().map(|&r| self.n_valid[r]).collect(),
             rope_deltas: rows.iter().map(|&r| self.rope_deltas[r]).collect(),
             next_logits: self.next_logits.index_select(&idx, 0)?,
+            pass: self.pass,
         })
     }
 
@@ -167,6 +171,8 @@ pub struct PrefillOptions {
     pub all_logits: bool,
     /// Return the hidden states as transformers' `output_hidden_states` numbers them.
     pub hidden_states: bool,
+    /// Run the frozen base model (LoRA adapters off); decoding from the state does the same.
+    pub base_model: bool,
 }
 
 /// The outputs of a prefill.
@@ -174,9 +180,20 @@ pub struct PrefillOptions {
 pub struct PrefillOutput {
     pub state: PromptState,
     pub position_ids: PositionIds,
+    /// The input embeddings `[B, L, H]` with the media features in place (no gradient; the
+    /// training forward reuses them instead of running the towers again).
+    pub embeds: Tensor,
     /// `[B, L, V]` when requested.
     pub logits: Option<Tensor>,
     pub hidden_states: Vec<Tensor>,
+}
+
+/// Per-token log-probabilities of answers, their entropies, and the mask of real tokens.
+#[derive(Debug, Clone)]
+pub struct AnswerLogprobs {
+    pub logp: Tensor,
+    pub entropy: Tensor,
+    pub mask: Tensor,
 }
 
 /// A loaded Qwen2.5-Omni thinker.
@@ -426,12 +443,14 @@ impl Thinker {
         let mask = attention_mask(&key_valid, l, &self.device)?.map(|m| m.to_dtype(DType::F32)).transpose()?;
         let mut cache = self.text.new_cache();
         let mut hidden_states = Vec::new();
-        let hidden = self.text.forward(
+        let pass = if opts.base_model { Pass::BASE } else { Pass::INFER };
+        let hidden = self.text.forward_pass(
             &embeds,
             &cos_sin,
             mask.as_ref(),
             &mut cache,
             opts.hidden_states.then_some(&mut hidden_states),
+            pass,
         )?;
         let (logits, next_logits) = if opts.all_logits {
             let all = self.text.logits(&hidden)?;
@@ -447,8 +466,9 @@ impl Thinker {
             n_valid,
             rope_deltas: position_ids.rope_deltas.clone(),
             next_logits,
+            pass,
         };
-        Ok(PrefillOutput { state, position_ids, logits, hidden_states })
+        Ok(PrefillOutput { state, position_ids, embeds, logits, hidden_states })
     }
 
     /// Appends one token per sequence and updates `state.next_logits`.
@@ -473,9 +493,112 @@ impl Thinker {
             *n += 1;
         }
         let mask = attention_mask(&state.key_valid, 1, &self.device)?;
-        let hidden = self.text.forward(&embeds, &cos_sin, mask.as_ref(), &mut state.cache, None)?;
+        let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut state.cache, None, state.pass)?;
         state.next_logits = self.text.logits(&hidden)?.squeeze(1)?;
         Ok(())
+    }
+
+    /// Attaches LoRA adapters to the decoder projections named in `targets` (PEFT module
+    /// names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj). A starts
+    /// uniform in +-1/sqrt(in) (PEFT's Kaiming init), B at `b_std` (0 as in PEFT). Returns the
+    /// adapters by their PEFT tensor path (without the `.lora_A.weight` suffix).
+    pub fn attach_lora(
+        &mut self,
+        rank: usize,
+        alpha: f64,
+        targets: &[String],
+        b_std: f32,
+        rng: &mut crate::sampling::Rng,
+    ) -> Result<Vec<(String, std::sync::Arc<Lora>)>> {
+        if rank == 0 {
+            bail!("LoRA rank must be at least 1");
+        }
+        let known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+        if let Some(t) = targets.iter().find(|t| !known.contains(&t.as_str())) {
+            bail!("unknown LoRA target module `{t}`: use {}", known.join(", "));
+        }
+        let device = self.device.clone();
+        let prefix = self.config.weight_prefix.clone();
+        let mut out = Vec::new();
+        for (path, module, linear) in self.text.adaptable_mut() {
+            if !targets.iter().any(|t| t == module) {
+                continue;
+            }
+            let (out_dim, in_dim) = linear.dims();
+            let bound = 1.0 / (in_dim as f64).sqrt();
+            let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+            let b: Vec<f32> = if b_std > 0.0 { rng.normal_vec(out_dim * rank, b_std) } else { vec![0.0; out_dim * rank] };
+            let lora = std::sync::Arc::new(Lora {
+                a: Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &device)?)?,
+                b: Var::from_tensor(&Tensor::from_vec(b, (out_dim, rank), &device)?)?,
+                scale: alpha / rank as f64,
+            });
+            linear.set_lora(Some(lora.clone()));
+            out.push((format!("base_model.model.{prefix}{path}"), lora));
+        }
+        if out.is_empty() {
+            bail!("no LoRA target module matched ({})", targets.join(", "));
+        }
+        Ok(out)
+    }
+
+    /// Log-probabilities (and entropies) of `answers` after the prompt of `prompt` (a prefill of
+    /// ONE prompt), through the differentiable forward: `[n, T]` each, with a `[n, T]` mask of
+    /// real (unpadded) answer tokens. Logits are divided by `temperature` first.
+    pub fn answer_logprobs(
+        &self,
+        prompt: &PrefillOutput,
+        answers: &[Vec<u32>],
+        temperature: f32,
+        pass: Pass,
+    ) -> Result<AnswerLogprobs> {
+        let n = answers.len();
+        let t = answers.iter().map(|a| a.len()).max().unwrap_or(0);
+        if n == 0 || t == 0 {
+            bail!("no answer tokens to score");
+        }
+        let (b, lp, h) = prompt.embeds.dims3()?;
+        if b != 1 {
+            bail!("answer_logprobs takes the prefill of one prompt (got a batch of {b})");
+        }
+        let pad = 0u32;
+        let ids: Vec<u32> = answers.iter().flat_map(|a| a.iter().copied().chain(std::iter::repeat(pad).take(t - a.len()))).collect();
+        let ids = Tensor::from_vec(ids, (n, t), &self.device)?;
+        let answer_embeds = self.text.embed(&ids)?;
+        let prompt_embeds = prompt.embeds.detach().broadcast_as((n, lp, h))?;
+        let embeds = Tensor::cat(&[&prompt_embeds, &answer_embeds], 1)?;
+        // Positions: the prompt's (3-D), then the answer continuing from the prompt.
+        let total = lp + t;
+        let mut pos = vec![0i64; 3 * n * total];
+        let start = prompt.state.n_valid[0] as i64 + prompt.state.rope_deltas[0];
+        for row in 0..3 {
+            for r in 0..n {
+                for l in 0..lp {
+                    pos[(row * n + r) * total + l] = prompt.position_ids.get(row, 0, l);
+                }
+                for k in 0..t {
+                    pos[(row * n + r) * total + lp + k] = start + k as i64;
+                }
+            }
+        }
+        let positions = PositionIds { batch: n, len: total, ids: pos, rope_deltas: vec![0; n] };
+        let cos_sin = self.text.rotary().cos_sin(&positions, self.dtype, &self.device)?;
+        let prompt_valid = &prompt.state.key_valid[0];
+        let key_valid: Vec<Vec<bool>> = answers
+            .iter()
+            .map(|a| prompt_valid.iter().copied().chain((0..t).map(|k| k < a.len())).collect())
+            .collect();
+        let mask = attention_mask(&key_valid, total, &self.device)?;
+        let mut cache = self.text.new_cache();
+        let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut cache, None, pass)?;
+        // Position lp - 1 + k predicts answer token k.
+        let logits = (self.text.logits(&hidden.narrow(1, lp - 1, t)?)? / temperature as f64)?;
+        let logp_all = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+        let logp = logp_all.gather(&ids.unsqueeze(2)?, 2)?.squeeze(2)?;
+        let entropy = (logp_all.exp()? * &logp_all)?.sum(candle_core::D::Minus1)?.neg()?;
+        let mask: Vec<f32> = answers.iter().flat_map(|a| (0..t).map(move |k| if k < a.len() { 1.0 } else { 0.0 })).collect();
+        let mask = Tensor::from_vec(mask, (n, t), &self.device)?;
+        Ok(AnswerLogprobs { logp, entropy, mask })
     }
 }
 
