@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+pub mod data;
 pub mod embed;
 pub mod hub;
 pub mod media;

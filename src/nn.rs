@@ -43,7 +43,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `weight` [out, in] (and `bias` [out] when `bias` is true) under `vb`.
+    /// Loads `weight` `[out, in]` (and `bias` `[out]` when `bias` is true) under `vb`.
     pub fn load(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
@@ -117,6 +117,10 @@ impl RmsNorm {
     /// Fast fused kernel (no gradient).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dtype = xs.dtype();
+        if dtype == DType::F64 {
+            // The fused kernel has no f64 version.
+            return self.forward_diff(xs);
+        }
         let xs32 = xs.to_dtype(DType::F32)?.contiguous()?;
         let normed = candle_nn::ops::rms_norm(&xs32, &self.weight.to_dtype(DType::F32)?, self.eps as f32)?;
         normed.to_dtype(dtype)
@@ -126,7 +130,7 @@ impl RmsNorm {
     /// normalise in f32, cast back, then scale).
     pub fn forward_diff(&self, xs: &Tensor) -> Result<Tensor> {
         let dtype = xs.dtype();
-        let x = xs.to_dtype(DType::F32)?;
+        let x = xs.to_dtype(if dtype == DType::F64 { DType::F64 } else { DType::F32 })?;
         let var = x.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         normed.to_dtype(dtype)?.broadcast_mul(&self.weight)

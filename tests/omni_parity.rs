@@ -195,7 +195,7 @@ fn check_fixture(dir: &Path) -> Result<Vec<String>> {
     let b = batch.batch_size();
     let thinker = Thinker::from_files(config, &[dir.join("model.safetensors")], &Device::Cpu, DType::F32)?;
     let needs_hidden = expected.keys().any(|k| k.starts_with("hidden_states."));
-    let out = thinker.prefill(&batch, PrefillOptions { all_logits: true, hidden_states: needs_hidden })?;
+    let out = thinker.prefill(&batch, PrefillOptions { all_logits: true, hidden_states: needs_hidden, base_model: false })?;
 
     let mut checked = Vec::new();
     let mut keys: Vec<&String> = expected.keys().collect();

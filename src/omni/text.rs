@@ -106,9 +106,9 @@ impl Attention {
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(accumulation_dtype(v.dtype()))?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => scores.broadcast_add(&m.to_dtype(scores.dtype())?)?,
             None => scores,
         };
         let probs = softmax_last(&scores, pass.differentiable)?.to_dtype(v.dtype())?;
@@ -263,9 +263,9 @@ impl TextDecoder {
         Ok(out)
     }
 
-    /// Logits over the vocabulary for hidden states [..., H], in f32.
+    /// Logits over the vocabulary for hidden states [..., H], in f32 (f64 for an f64 model).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+        self.lm_head.forward(hidden)?.to_dtype(accumulation_dtype(hidden.dtype()))
     }
 
     /// The projections LoRA can adapt, by PEFT module name (`q_proj`, ..., `down_proj`), with
@@ -286,6 +286,15 @@ impl TextDecoder {
             out.push((format!("{mlp}.down_proj"), "down_proj", &mut m.down_proj));
         }
         out
+    }
+}
+
+/// The dtype softmax and logits are computed in: f32, or f64 for an f64 model.
+pub fn accumulation_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
     }
 }
 

@@ -518,6 +518,8 @@ impl Thinker {
             bail!("unknown LoRA target module `{t}`: use {}", known.join(", "));
         }
         let device = self.device.clone();
+        // Adapters train in f32 (f64 for an f64 model), whatever the base weights' dtype.
+        let dtype = crate::omni::text::accumulation_dtype(self.dtype);
         let prefix = self.config.weight_prefix.clone();
         let mut out = Vec::new();
         for (path, module, linear) in self.text.adaptable_mut() {
@@ -529,8 +531,8 @@ impl Thinker {
             let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
             let b: Vec<f32> = if b_std > 0.0 { rng.normal_vec(out_dim * rank, b_std) } else { vec![0.0; out_dim * rank] };
             let lora = std::sync::Arc::new(Lora {
-                a: Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &device)?)?,
-                b: Var::from_tensor(&Tensor::from_vec(b, (out_dim, rank), &device)?)?,
+                a: Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &device)?.to_dtype(dtype)?)?,
+                b: Var::from_tensor(&Tensor::from_vec(b, (out_dim, rank), &device)?.to_dtype(dtype)?)?,
                 scale: alpha / rank as f64,
             });
             linear.set_lora(Some(lora.clone()));
@@ -597,7 +599,7 @@ impl Thinker {
         let logp = logp_all.gather(&ids.unsqueeze(2)?, 2)?.squeeze(2)?;
         let entropy = (logp_all.exp()? * &logp_all)?.sum(candle_core::D::Minus1)?.neg()?;
         let mask: Vec<f32> = answers.iter().flat_map(|a| (0..t).map(move |k| if k < a.len() { 1.0 } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (n, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (n, t), &self.device)?.to_dtype(logp.dtype())?;
         Ok(AnswerLogprobs { logp, entropy, mask })
     }
 }

@@ -1,9 +1,9 @@
 //! The thinker's vision tower (Qwen2.5-Omni's ViT with window attention).
 //!
-//! patches [N, 3*2*14*14] -> patch embedding (the Conv3d as one matmul) -> reorder into windows ->
-//! blocks [RMSNorm -> attention with 2-D rotary positions, within each window, or within each
+//! patches `[N, 3*2*14*14]` -> patch embedding (the Conv3d as one matmul) -> reorder into windows ->
+//! blocks (RMSNorm -> attention with 2-D rotary positions, within each window, or within each
 //! frame for the `fullatt_block_indexes` blocks -> residual -> RMSNorm -> SwiGLU MLP ->
-//! residual] -> merger (RMSNorm, 2x2 patches concatenated, Linear-GELU-Linear) -> back to the
+//! residual) -> merger (RMSNorm, 2x2 patches concatenated, Linear-GELU-Linear) -> back to the
 //! original order. One output row per `<|IMAGE|>` / `<|VIDEO|>` token.
 
 use crate::nn::{apply_rotary, Linear, RmsNorm};

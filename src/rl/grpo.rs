@@ -67,7 +67,7 @@ impl LossAgg {
 pub fn aggregate(values: &Tensor, mask: &Tensor, agg: LossAgg, max_len: usize) -> Result<Tensor> {
     let masked = (values * mask)?;
     Ok(match agg {
-        LossAgg::TokenMean => (masked.sum_all()? / mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64)?,
+        LossAgg::TokenMean => (masked.sum_all()? / mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0))?,
         LossAgg::SeqMeanTokenSum => masked.sum(D::Minus1)?.mean_all()?,
         LossAgg::SeqMeanTokenMean => masked.sum(D::Minus1)?.div(&mask.sum(D::Minus1)?.clamp(1.0, f64::MAX)?)?.mean_all()?,
         LossAgg::SeqMeanTokenSumNorm => (masked.sum(D::Minus1)? / max_len.max(1) as f64)?.mean_all()?,
@@ -185,4 +185,76 @@ mod tests {
         assert_eq!(get(LossAgg::SeqMeanTokenSumNorm), 0.5);
         Ok(())
     }
+}
+
+/// The settings of the policy loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossConfig {
+    pub clip_low: f64,
+    pub clip_high: f64,
+    pub dual_clip: f64,
+    pub agg: LossAgg,
+    /// Weight of the KL penalty to the frozen model (0 = off).
+    pub kl_coef: f64,
+    pub kl_kind: KlKind,
+    /// Weight of the entropy bonus (0 = off).
+    pub entropy_coef: f64,
+    /// The response budget (for seq-mean-token-sum-norm).
+    pub max_response_len: usize,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            clip_low: 0.2,
+            clip_high: 0.2,
+            dual_clip: 3.0,
+            agg: LossAgg::TokenMean,
+            kl_coef: 0.0,
+            kl_kind: KlKind::K3,
+            entropy_coef: 0.0,
+            max_response_len: 512,
+        }
+    }
+}
+
+/// The parts of a loss, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct LossParts {
+    pub policy: f64,
+    pub kl: f64,
+    pub entropy: f64,
+    /// Share of tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+}
+
+/// `policy - entropy_coef * entropy + kl_coef * kl`, each aggregated over the answers' tokens.
+pub fn loss(
+    cfg: &LossConfig,
+    lp: &crate::omni::thinker::AnswerLogprobs,
+    old_logp: &Tensor,
+    ref_logp: Option<&Tensor>,
+    advantages: &Tensor,
+) -> Result<(Tensor, LossParts)> {
+    let tokens = policy_loss_tokens(&lp.logp, old_logp, advantages, cfg.clip_low, cfg.clip_high, cfg.dual_clip)?;
+    let policy = aggregate(&tokens, &lp.mask, cfg.agg, cfg.max_response_len)?;
+    let entropy = aggregate(&lp.entropy, &lp.mask, cfg.agg, cfg.max_response_len)?;
+    let mut total = (&policy - (&entropy * cfg.entropy_coef)?)?;
+    let mut kl_value = 0.0;
+    if let (Some(r), true) = (ref_logp, cfg.kl_coef != 0.0) {
+        let kl = aggregate(&kl_tokens(&lp.logp, r, cfg.kl_kind)?, &lp.mask, cfg.agg, cfg.max_response_len)?;
+        kl_value = kl.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        total = (total + (kl * cfg.kl_coef)?)?;
+    }
+    let ratio = (&lp.logp - old_logp)?.exp()?;
+    let outside = (ratio.gt(1.0 + cfg.clip_high)?.to_dtype(lp.mask.dtype())? + ratio.lt(1.0 - cfg.clip_low)?.to_dtype(lp.mask.dtype())?)?;
+    let clip_fraction = ((outside * &lp.mask)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+        / lp.mask.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?.max(1.0);
+    let parts = LossParts {
+        policy: policy.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+        kl: kl_value,
+        entropy: entropy.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?,
+        clip_fraction,
+    };
+    Ok((total, parts))
 }
