@@ -1,6 +1,8 @@
 //! Test-time reinforcement learning: the judge on top of the thinker (more to come: rollouts,
 //! GRPO with LoRA, the adaptation loop, checkpoints).
 
+pub mod checkpoint;
 pub mod grpo;
 pub mod judge;
 pub mod optim;
+pub mod trainer;

@@ -1,0 +1,146 @@
+//! Adapters and training checkpoints on disk.
+//!
+//! Adapters are PEFT-compatible: `adapter_model.safetensors` (`<module>.lora_A.weight` `[r, in]`,
+//! `<module>.lora_B.weight` `[out, r]`) and `adapter_config.json`. A checkpoint directory holds
+//! the adapter, the optimizer's moments (`optimizer.safetensors`) and `state.json` (step, RNG
+//! state, data position, reward state, configuration). Checkpoints are written to a temporary
+//! directory and renamed into place, so a crash never leaves a half-written one.
+
+use crate::nn::Lora;
+use crate::omni::thinker::Thinker;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// PEFT's adapter_config.json (the fields ttrav writes and reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    pub peft_type: String,
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    pub target_modules: Vec<String>,
+    #[serde(default = "none")]
+    pub bias: String,
+    #[serde(default = "causal")]
+    pub task_type: String,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+    #[serde(default)]
+    pub inference_mode: bool,
+}
+
+fn none() -> String {
+    "none".into()
+}
+fn causal() -> String {
+    "CAUSAL_LM".into()
+}
+
+/// Writes an adapter (PEFT layout) into `dir`.
+pub fn save_adapter(dir: &Path, adapters: &[(String, Arc<Lora>)], cfg: &AdapterConfig) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, lora) in adapters {
+        tensors.insert(format!("{name}.lora_A.weight"), lora.a.as_tensor().to_device(&Device::Cpu)?);
+        tensors.insert(format!("{name}.lora_B.weight"), lora.b.as_tensor().to_device(&Device::Cpu)?);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))?;
+    std::fs::write(dir.join("adapter_config.json"), serde_json::to_string_pretty(cfg)?)?;
+    Ok(())
+}
+
+/// Reads an adapter directory's config.
+pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
+    let path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (is {} an adapter directory?)", path.display(), dir.display()))?;
+    let cfg: AdapterConfig = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid adapter config (line {}, column {}): {e}", path.display(), e.line(), e.column()))?;
+    if cfg.peft_type != "LORA" {
+        bail!("{}: peft_type is {}, only LORA adapters are supported", path.display(), cfg.peft_type);
+    }
+    Ok(cfg)
+}
+
+/// Attaches the adapter in `dir` to `thinker` (its weights replace the initial ones).
+pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, Arc<Lora>)>, AdapterConfig)> {
+    let cfg = read_adapter_config(dir)?;
+    let adapters = thinker.attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
+    let path = dir.join("adapter_model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
+    for (name, lora) in &adapters {
+        for (part, var) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
+            let key = format!("{name}.{part}.weight");
+            let t = tensors.get(&key).with_context(|| format!("{}: tensor `{key}` is missing", path.display()))?;
+            if t.dims() != var.as_tensor().dims() {
+                bail!("{}: tensor `{key}` has shape {:?}, the model needs {:?}", path.display(), t.dims(), var.as_tensor().dims());
+            }
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+    }
+    Ok((adapters, cfg))
+}
+
+/// Writes `write` into a fresh temporary directory and renames it to `dir` (replacing any
+/// previous one only once the new one is complete).
+pub fn write_atomically(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let tmp = parent.join(format!(".{name}.tmp"));
+    let old = parent.join(format!(".{name}.old"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    write(&tmp)?;
+    for entry in std::fs::read_dir(&tmp)?.flatten() {
+        if let Ok(f) = std::fs::File::open(entry.path()) {
+            let _ = f.sync_all();
+        }
+    }
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(dir, &old)?;
+    }
+    std::fs::rename(&tmp, dir)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// The checkpoint to resume from: `dir`, or the previous one a crash mid-rename left behind.
+pub fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
+    if dir.join("state.json").is_file() {
+        return Some(dir.to_path_buf());
+    }
+    let name = dir.file_name()?.to_str()?;
+    let old = dir.parent()?.join(format!(".{name}.old"));
+    old.join("state.json").is_file().then_some(old)
+}
+
+/// Saves optimizer moments as `m.<i>` / `v.<i>`.
+pub fn save_moments(path: &Path, m: &[Tensor], v: &[Tensor]) -> Result<()> {
+    let mut t = HashMap::new();
+    for (i, (a, b)) in m.iter().zip(v).enumerate() {
+        t.insert(format!("m.{i}"), a.to_device(&Device::Cpu)?);
+        t.insert(format!("v.{i}"), b.to_device(&Device::Cpu)?);
+    }
+    candle_core::safetensors::save(&t, path)?;
+    Ok(())
+}
+
+/// Loads moments saved by [`save_moments`] for `n` parameters.
+pub fn load_moments(path: &Path, n: usize, device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+    let t = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read {}", path.display()))?;
+    let get = |k: String| t.get(&k).cloned().with_context(|| format!("{}: `{k}` is missing", path.display()));
+    let m = (0..n).map(|i| get(format!("m.{i}"))).collect::<Result<Vec<_>>>()?;
+    let v = (0..n).map(|i| get(format!("v.{i}"))).collect::<Result<Vec<_>>>()?;
+    Ok((m, v))
+}
