@@ -1,5 +1,6 @@
 //! Command-line parsing and printing; the work is done by the library.
 
+mod adapt;
 mod embed;
 mod generate;
 mod reward;
@@ -7,7 +8,7 @@ mod reward;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ttrav", version, about = "Test-time reinforcement learning for audio-visual language models (Qwen2.5-Omni) on Candle")]
+#[command(name = "ttrav", version, args_override_self = true, about = "Test-time reinforcement learning for audio-visual language models (Qwen2.5-Omni) on Candle")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +22,10 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Score groups of answers with a label-free reward (vote, medoid, judge, cluster).
     Reward(reward::RewardArgs),
+    /// Test-time RL: sample, score without labels, update with GRPO + LoRA.
+    Adapt(Box<adapt::AdaptArgs>),
+    /// pass@1 / maj@K / BLEU / ROUGE-L of a model (and adapter) on a dataset.
+    Eval(adapt::EvalArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -31,5 +36,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args, &sub),
         Command::Embed(args) => embed::run(args),
         Command::Reward(args) => reward::run(args),
+        Command::Adapt(args) => adapt::run_adapt(*args),
+        Command::Eval(args) => adapt::run_eval(args),
     }
 }

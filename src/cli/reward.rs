@@ -165,7 +165,7 @@ pub fn run(args: RewardArgs) -> Result<()> {
         (Mode::Judge(_), None) => bail!("the judge mode needs --judge-model (a model directory or hub id)"),
         _ => None,
     };
-    let judge = judge_model.as_ref().map(|(t, tok)| ttrav::rl::judge::ThinkerJudge { thinker: t, tokenizer: tok, max_prompt_tokens: 4096 });
+    let judge = judge_model.as_ref().map(|(t, tok)| ttrav::rl::judge::ThinkerJudge { thinker: t, tokenizer: tok, max_prompt_tokens: 4096, base_model: false });
     let mut state = RewardState::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -1,9 +1,9 @@
 //! The self-judge's model handle: greedy completion of a raw prompt (no chat template, as the
 //! reference judges) with the thinker, the prompt cut to its first `max_prompt_tokens` tokens.
 
-use crate::omni::generate::{generate, GenerationConfig};
+use crate::omni::generate::{decode, GenerationConfig};
 use crate::omni::prompt::TextTokenizer;
-use crate::omni::thinker::{PromptBatch, Thinker};
+use crate::omni::thinker::{PrefillOptions, PromptBatch, Thinker};
 use crate::reward::Judge;
 use crate::sampling::{Rng, Sampling};
 use anyhow::Result;
@@ -12,6 +12,8 @@ pub struct ThinkerJudge<'a> {
     pub thinker: &'a Thinker,
     pub tokenizer: &'a TextTokenizer,
     pub max_prompt_tokens: usize,
+    /// Judge with the frozen base model (adapters off) rather than the current policy.
+    pub base_model: bool,
 }
 
 impl Judge for ThinkerJudge<'_> {
@@ -24,7 +26,8 @@ impl Judge for ThinkerJudge<'_> {
             sampling: Sampling::Greedy,
             stop_tokens: vec![self.tokenizer.im_end, self.tokenizer.end_of_text],
         };
-        let out = generate(self.thinker, &batch, 1, &cfg, &mut Rng::seed(0))?;
-        self.tokenizer.decode(&out[0][0].token_ids)
+        let prefill = self.thinker.prefill(&batch, PrefillOptions { base_model: self.base_model, ..Default::default() })?;
+        let out = decode(self.thinker, prefill.state, &cfg, &mut Rng::seed(0))?;
+        self.tokenizer.decode(&out[0].token_ids)
     }
 }

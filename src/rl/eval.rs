@@ -1,0 +1,164 @@
+//! `ttrav eval`: how well a model (with or without an adapter) answers a dataset.
+//!
+//! Multiple choice and math: pass@1 (the mean correctness of the samples; greedy when one sample)
+//! and maj@K (the majority answer of K samples). Open-ended: BLEU, ROUGE-L, exact and contains
+//! match against the reference answers. Every score is also broken down by the dataset's own
+//! grouping fields (MMAU: task, category, difficulty; OP-TTRAV: source; ...).
+
+use super::adapt::item_messages;
+use super::trainer::rollout;
+use crate::data::{Dataset, TaskKind};
+use crate::omni::generate::GenerationConfig;
+use crate::omni::prompt::Processor;
+use crate::omni::thinker::Thinker;
+use crate::reward::extract::{last_boxed, math_equal, AnswerFormat};
+use crate::reward::vote::{self, AnswerKind, VoteConfig};
+use crate::reward::{metrics, Group};
+use crate::sampling::{Rng, Sampling};
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalConfig {
+    /// Samples per question (1 = greedy unless a temperature is given).
+    pub n: usize,
+    pub sampling: Sampling,
+    pub max_response_tokens: usize,
+    pub max_prompt_tokens: usize,
+    pub system: Option<String>,
+    pub limit: Option<usize>,
+    pub answer_format: AnswerFormat,
+    pub seed: u64,
+}
+
+/// Sums of scores over some items.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Scores {
+    pub items: usize,
+    pub closed_items: usize,
+    pub pass_at_1: f64,
+    pub maj_at_k: f64,
+    pub open_items: usize,
+    pub bleu: f64,
+    pub rouge_l: f64,
+    pub exact_match: f64,
+    pub contains_match: f64,
+    pub response_words: f64,
+}
+
+impl Scores {
+    fn add(&mut self, other: &Scores) {
+        self.items += other.items;
+        self.closed_items += other.closed_items;
+        self.pass_at_1 += other.pass_at_1;
+        self.maj_at_k += other.maj_at_k;
+        self.open_items += other.open_items;
+        self.bleu += other.bleu;
+        self.rouge_l += other.rouge_l;
+        self.exact_match += other.exact_match;
+        self.contains_match += other.contains_match;
+        self.response_words += other.response_words;
+    }
+
+    /// Means instead of sums.
+    pub fn averaged(&self) -> Scores {
+        let c = self.closed_items.max(1) as f64;
+        let o = self.open_items.max(1) as f64;
+        Scores {
+            items: self.items,
+            closed_items: self.closed_items,
+            pass_at_1: self.pass_at_1 / c,
+            maj_at_k: self.maj_at_k / c,
+            open_items: self.open_items,
+            bleu: self.bleu / o,
+            rouge_l: self.rouge_l / o,
+            exact_match: self.exact_match / o,
+            contains_match: self.contains_match / o,
+            response_words: self.response_words / self.items.max(1) as f64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EvalReport {
+    pub overall: Scores,
+    /// "field=value" -> scores.
+    pub by_group: BTreeMap<String, Scores>,
+    pub skipped: Vec<String>,
+}
+
+fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, choices: Option<&[String]>) -> bool {
+    match kind {
+        TaskKind::MultipleChoice => crate::reward::extract::choice_letter(reply.trim(), format, choices)
+            .is_some_and(|c| gold.trim().eq_ignore_ascii_case(&c.to_string())),
+        TaskKind::Math => last_boxed(reply).is_some_and(|a| math_equal(&a, gold)),
+        TaskKind::OpenEnded => false,
+    }
+}
+
+pub fn evaluate(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<EvalReport> {
+    let mut report = EvalReport::default();
+    let mut rng = Rng::seed(cfg.seed);
+    let gen = GenerationConfig {
+        max_new_tokens: cfg.max_response_tokens,
+        sampling: cfg.sampling,
+        stop_tokens: vec![processor.tokenizer.im_end, processor.tokenizer.end_of_text],
+    };
+    for item in data.items.iter().take(cfg.limit.unwrap_or(usize::MAX)) {
+        let Some(gold) = item.answer.as_deref() else {
+            report.skipped.push(format!("{}: no reference answer", item.id));
+            continue;
+        };
+        let prompt = match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
+            Ok(p) if p.input_ids.len() <= cfg.max_prompt_tokens => p,
+            Ok(p) => {
+                report.skipped.push(format!("{}: prompt has {} tokens", item.id, p.input_ids.len()));
+                continue;
+            }
+            Err(e) => {
+                report.skipped.push(format!("{}: {e:#}", item.id));
+                continue;
+            }
+        };
+        let r = rollout(thinker, &prompt, processor.tokenizer.end_of_text, cfg.n.max(1), &gen, &mut rng)?;
+        let texts: Vec<String> = r.answers.iter().map(|a| processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
+        let mut s = Scores { items: 1, ..Default::default() };
+        s.response_words = texts.iter().map(|t| t.split_whitespace().count() as f64).sum::<f64>() / texts.len() as f64;
+        match item.kind {
+            TaskKind::MultipleChoice | TaskKind::Math => {
+                s.closed_items = 1;
+                let ok = texts.iter().filter(|t| correct(item.kind, t, gold, cfg.answer_format, item.choices.as_deref())).count();
+                s.pass_at_1 = ok as f64 / texts.len() as f64;
+                let kind = if item.kind == TaskKind::Math { AnswerKind::Math } else { AnswerKind::Choice };
+                let voted = vote::score(
+                    &VoteConfig { kind, format: cfg.answer_format },
+                    &Group { candidates: texts.clone(), gold: Some(gold.to_string()), choices: item.choices.clone(), ..Default::default() },
+                );
+                s.maj_at_k = voted.diagnostics.label_accuracy.unwrap_or(0.0) as f64;
+            }
+            TaskKind::OpenEnded => {
+                s.open_items = 1;
+                let n = texts.len() as f64;
+                for t in &texts {
+                    let m = metrics::answer_metrics(t, gold);
+                    s.bleu += m.bleu / n;
+                    s.rouge_l += m.rouge_l / n;
+                    s.exact_match += m.exact_match / n;
+                    s.contains_match += m.contains_match / n;
+                }
+            }
+        }
+        report.overall.add(&s);
+        for (field, value) in &item.groups {
+            if matches!(field.as_str(), "task" | "category" | "sub-category" | "sub_category" | "difficulty" | "source" | "dataset") {
+                report.by_group.entry(format!("{field}={value}")).or_default().add(&s);
+            }
+        }
+    }
+    report.overall = report.overall.averaged();
+    for v in report.by_group.values_mut() {
+        *v = v.averaged();
+    }
+    Ok(report)
+}
