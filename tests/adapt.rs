@@ -209,3 +209,41 @@ fn eval_reports_scores_and_loads_adapters() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("adapter_config.json"));
 }
+
+#[test]
+fn audio_and_image_questions_train() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 0.5 s tone as 16-bit WAV, and a 60x40 PNG, made here.
+    let samples: Vec<i16> = (0..8000).map(|i| ((i as f32 * 0.2).sin() * 8000.0) as i16).collect();
+    let mut wav = Vec::new();
+    let data_len = (samples.len() * 2) as u32;
+    wav.extend(b"RIFF");
+    wav.extend(&(36 + data_len).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(&16u32.to_le_bytes());
+    wav.extend(&1u16.to_le_bytes());
+    wav.extend(&1u16.to_le_bytes());
+    wav.extend(&16000u32.to_le_bytes());
+    wav.extend(&32000u32.to_le_bytes());
+    wav.extend(&2u16.to_le_bytes());
+    wav.extend(&16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(&data_len.to_le_bytes());
+    wav.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+    std::fs::write(dir.path().join("tone.wav"), wav).unwrap();
+    let img = image::RgbImage::from_fn(60, 40, |x, y| image::Rgb([(x * 4) as u8, (y * 6) as u8, 128]));
+    img.save(dir.path().join("pic.png")).unwrap();
+    let data = dir.path().join("mm.jsonl");
+    std::fs::write(
+        &data,
+        r#"{"id": "a1", "question": "What do you hear?", "audio": ["tone.wav"], "choices": ["a tone", "speech", "music", "silence"], "answer": "A"}
+{"id": "i1", "question": "What colour dominates?", "images": ["pic.png"], "choices": ["red", "green", "blue", "grey"], "answer": "C"}
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = adapt(&fixture("text_basic"), &data, &out, &["--steps", "2", "--reward", "medoid", "--encoder", bge().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out);
+    assert!(m.iter().all(|x| x["questions"] == 2 && x["skipped_items"] == 0), "{m:?}");
+}

@@ -127,3 +127,29 @@ fn reward_rises_on_a_toy_task() {
     let last: f32 = history[steps - 5..].iter().sum::<f32>() / 5.0;
     assert!(last > first + 0.3, "reward did not rise enough: {first:.3} -> {last:.3} ({history:?})");
 }
+
+/// A NaN reward makes a NaN loss: the step is skipped, said so, and the optimizer is untouched.
+#[test]
+fn a_nan_loss_skips_the_step() {
+    use ttrav::omni::generate::GenerationConfig;
+    use ttrav::rl::grpo::AdvantageKind;
+    use ttrav::rl::optim::{AdamW, AdamWConfig};
+    use ttrav::rl::trainer::{rollout, update, TrainGroup, UpdateConfig};
+    use ttrav::{EncodedPrompt, Sampling};
+
+    let (t, adapters) = model(DType::F32);
+    let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();
+    let mut opt = AdamW::new(AdamWConfig { lr: 0.1, ..Default::default() }, params).unwrap();
+    let before: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+    let prompt = EncodedPrompt { input_ids: vec![401, 301, 198, 401, 350, 198], ..Default::default() };
+    let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
+    let r = rollout(&t, &prompt, 400, 3, &gen, &mut Rng::seed(1)).unwrap();
+    let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
+    let cfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false };
+    let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
+    assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "{stats:?}");
+    assert_eq!(opt.step, 0);
+    let after: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+    assert_eq!(before, after);
+    assert!(opt.m.iter().all(|m| m.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0));
+}
