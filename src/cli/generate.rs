@@ -33,6 +33,9 @@ pub struct GenerateArgs {
     /// Most frames kept per video (evenly spaced); OP-TTRAV used 32 at 1 fps.
     #[arg(long, default_value_t = 768)]
     max_frames: usize,
+    /// A LoRA adapter directory (PEFT layout, e.g. an adapt run's checkpoint/).
+    #[arg(long)]
+    adapter: Option<std::path::PathBuf>,
     /// Smallest and largest image size in pixels after resizing [default: preprocessor_config.json's].
     #[arg(long)]
     min_pixels: Option<usize>,
@@ -118,7 +121,11 @@ pub fn run(args: GenerateArgs, matches: &clap::ArgMatches) -> Result<()> {
         )?
     };
     let t0 = Instant::now();
-    let thinker = Thinker::load(&model, &device, dtype)?;
+    let mut thinker = Thinker::load(&model, &device, dtype)?;
+    if let Some(dir) = &args.adapter {
+        ttrav::rl::checkpoint::load_adapter(&mut thinker, dir)
+            .with_context(|| format!("cannot load adapter {}", dir.display()))?;
+    }
     let mut processor = Processor::load(&model)?;
     processor.fps = args.fps;
     processor.max_frames = args.max_frames.max(1);
