@@ -43,7 +43,7 @@ pub use embed::Encoder;
 pub use hub::ModelSource;
 pub use omni::config::ThinkerConfig;
 pub use omni::generate::{generate, FinishReason, GenerationConfig, Sample};
-pub use omni::prompt::{ChatTemplate, ContentItem, Message, Processor, TextTokenizer};
+pub use omni::prompt::{ChatTemplate, ContentItem, MediaInput, Message, Processor, TextTokenizer, VideoInput};
 pub use media::MediaError;
 pub use omni::thinker::{AudioFeatures, EncodedPrompt, VisualFeatures, PrefillOptions, PrefillOutput, PromptBatch, PromptState, Thinker};
 pub use sampling::{Rng, Sampling};

@@ -56,7 +56,7 @@ fn lora_gradients_match_finite_differences() {
             let k = (0..flat.len()).fold(0, |b, i| if flat[i].abs() > flat[b].abs() { i } else { b });
             let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
             let shape = var.as_tensor().shape().clone();
-            let mut at = |delta: f64| {
+            let at = |delta: f64| {
                 let mut w = orig.clone();
                 w[k] += delta;
                 var.set(&Tensor::from_vec(w, shape.clone(), &Device::Cpu).unwrap()).unwrap();

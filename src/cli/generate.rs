@@ -24,10 +24,11 @@ pub struct GenerateArgs {
     /// An image file (PNG, JPEG, WebP, GIF); repeatable.
     #[arg(long, value_name = "PATH")]
     image: Vec<std::path::PathBuf>,
-    /// A video: a folder of frame images (in name order); repeatable.
+    /// A video: an MP4 file (H.264) or a folder of frame images (in name order); repeatable.
     #[arg(long, value_name = "PATH")]
     video: Vec<std::path::PathBuf>,
-    /// Frames per second of video input (a frame folder counts as sampled at this rate).
+    /// Frames per second of video input: MP4 files are sampled at this rate (at least 4 frames),
+    /// and a frame folder counts as sampled at it.
     #[arg(long, default_value_t = 2.0)]
     fps: f32,
     /// Most frames kept per video (evenly spaced); OP-TTRAV used 32 at 1 fps.
@@ -36,6 +37,10 @@ pub struct GenerateArgs {
     /// A LoRA adapter directory (PEFT layout, e.g. an adapt run's checkpoint/).
     #[arg(long)]
     adapter: Option<std::path::PathBuf>,
+    /// Also use each MP4's sound track: it is interleaved with the video's frames in 2-second
+    /// chunks, as Qwen2.5-Omni's processor does. Every video must then be an MP4 with sound.
+    #[arg(long)]
+    use_audio_in_video: bool,
     /// Smallest and largest image size in pixels after resizing [default: preprocessor_config.json's].
     #[arg(long)]
     min_pixels: Option<usize>,
@@ -129,6 +134,7 @@ pub fn run(args: GenerateArgs, matches: &clap::ArgMatches) -> Result<()> {
     let mut processor = Processor::load(&model)?;
     processor.fps = args.fps;
     processor.max_frames = args.max_frames.max(1);
+    processor.use_audio_in_video = args.use_audio_in_video;
     if let Some(m) = args.min_pixels {
         processor.image.min_pixels = m;
     }

@@ -1,4 +1,5 @@
-//! Media input: decoding and resampling audio, and the model-ready features made from it.
+//! Media input: decoding and resampling audio, images, frame folders and MP4 video, and the
+//! model-ready features made from them.
 //!
 //! Errors carry the file and the reason ([`MediaError`]), so that a dataset run can report a bad
 //! item and skip it.
@@ -6,6 +7,7 @@
 pub mod audio;
 pub mod image;
 pub mod mel;
+pub mod mp4;
 pub mod video;
 
 use std::path::{Path, PathBuf};

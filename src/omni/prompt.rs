@@ -3,7 +3,10 @@
 //!
 //! A user turn is a list of content items (text, audio, image, video). Rendering writes one
 //! placeholder per media item (`<|audio_bos|><|AUDIO|><|audio_eos|>`, ...); the media processors
-//! expand each placeholder to as many tokens as the media's features.
+//! expand each placeholder to as many tokens as the media's features. A video is a folder of
+//! frames or an MP4 file; with `use_audio_in_video` an MP4's sound track becomes an audio clip
+//! of its own, and the video's placeholder becomes `<|audio_bos|>`, then the video and audio
+//! tokens interleaved per 2-second chunk, then `<|audio_eos|>` (as Qwen2.5-Omni's processor does).
 
 use crate::hub::ModelSource;
 use crate::omni::thinker::{AudioFeatures, EncodedPrompt, VisualFeatures};
@@ -18,6 +21,24 @@ pub enum ContentItem {
     Audio(PathBuf),
     Image(PathBuf),
     Video(PathBuf),
+}
+
+/// The decoded media of one (non-text) content item, ready for feature extraction.
+#[derive(Debug, Clone)]
+pub enum MediaInput {
+    /// Mono samples at 16 kHz.
+    Audio(Vec<f32>),
+    Image(image::RgbImage),
+    Video(VideoInput),
+}
+
+/// A video's sampled frames (all of one size), the rate they were sampled at, and its sound track
+/// (mono, 16 kHz) when the prompt uses audio in video.
+#[derive(Debug, Clone)]
+pub struct VideoInput {
+    pub frames: Vec<image::RgbImage>,
+    pub fps: f32,
+    pub audio: Option<Vec<f32>>,
 }
 
 /// One chat message.
@@ -259,10 +280,16 @@ pub struct Processor {
     pub image: crate::media::image::ImageProcessorConfig,
     /// Video frame resizing limits.
     pub video: crate::media::video::VideoProcessorConfig,
-    /// Frames per second of video input (a frame folder is taken as sampled at this rate).
+    /// Frames per second of video input: video files are sampled at this rate, and a frame
+    /// folder is taken as sampled at it.
     pub fps: f32,
+    /// Fewest frames taken from a video file (qwen-omni-utils' 4), when it has that many.
+    pub min_frames: usize,
     /// Most frames kept from one video (evenly spaced when there are more).
     pub max_frames: usize,
+    /// Use each video file's sound track too: it becomes an audio clip, interleaved with the
+    /// video's tokens in 2-second chunks. Every video of the prompt must then have sound.
+    pub use_audio_in_video: bool,
     mel: crate::media::mel::MelExtractor,
 }
 
@@ -301,7 +328,9 @@ impl Processor {
             image: Default::default(),
             video: Default::default(),
             fps: 2.0,
+            min_frames: 4,
             max_frames: 768,
+            use_audio_in_video: false,
             mel: crate::media::mel::MelExtractor::new(),
         }
     }
@@ -310,61 +339,160 @@ impl Processor {
     /// are loaded and turned into features, and each placeholder token is repeated once per
     /// feature row. A media file that cannot be used gives a [`crate::media::MediaError`].
     pub fn encode_chat(&self, messages: &[Message]) -> Result<EncodedPrompt> {
-        let mut prompt = EncodedPrompt::default();
-        for item in messages.iter().flat_map(|m| &m.content) {
-            match item {
-                ContentItem::Text(_) => {}
-                ContentItem::Audio(path) => {
-                    let samples = crate::media::audio::load_audio(path)?;
-                    let features = AudioFeatures::from_waveform(&samples, &self.mel);
-                    if features.token_count() == 0 {
-                        return Err(crate::media::MediaError::new(path, "the audio is too short (under 40 ms)").into());
-                    }
-                    prompt.audio.push(features);
+        let media = messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter_map(|item| self.load_media(item).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        self.encode_chat_with_media(messages, media)
+    }
+
+    /// Loads and decodes one content item's media (`None` for text): audio at 16 kHz, an image,
+    /// or a video's frames (a frame folder, or an MP4 file sampled at `fps`) with, when
+    /// `use_audio_in_video` is set, the video file's sound track.
+    pub fn load_media(&self, item: &ContentItem) -> Result<Option<MediaInput>> {
+        use crate::media::MediaError;
+        Ok(Some(match item {
+            ContentItem::Text(_) => return Ok(None),
+            ContentItem::Audio(path) => MediaInput::Audio(crate::media::audio::load_audio(path)?),
+            ContentItem::Image(path) => MediaInput::Image(crate::media::image::load_image(path)?),
+            ContentItem::Video(path) if path.is_dir() => {
+                if self.use_audio_in_video {
+                    return Err(MediaError::new(
+                        path,
+                        "audio in video needs the video's sound track, and a frame folder has none (pass an MP4 file, or the sound as --audio without --use-audio-in-video)",
+                    )
+                    .into());
                 }
-                ContentItem::Image(path) => {
-                    let img = crate::media::image::load_image(path)?;
-                    let (pixel_values, grid) = crate::media::image::preprocess_image(&img, &self.image)
-                        .map_err(|reason| crate::media::MediaError::new(path, reason))?;
-                    prompt.images.push(VisualFeatures { pixel_values, grid, second_per_grid: 1.0 });
-                }
-                ContentItem::Video(path) => {
-                    if !path.is_dir() {
-                        return Err(crate::media::MediaError::new(
+                let frames = crate::media::video::load_frame_folder(path)?;
+                let frames: Vec<_> = if frames.len() > self.max_frames {
+                    let idx = crate::media::video::sample_indices(frames.len(), self.fps, self.fps, 1, self.max_frames);
+                    idx.into_iter().map(|i| frames[i].clone()).collect()
+                } else {
+                    frames
+                };
+                MediaInput::Video(VideoInput { frames, fps: self.fps, audio: None })
+            }
+            ContentItem::Video(path) => {
+                let sampling = crate::media::mp4::FrameSampling {
+                    fps: self.fps,
+                    min_frames: self.min_frames,
+                    max_frames: self.max_frames,
+                };
+                let video = crate::media::mp4::load_mp4(path, &sampling)?;
+                let audio = if self.use_audio_in_video {
+                    if !video.info.has_audio {
+                        return Err(MediaError::new(
                             path,
-                            "video files are not decoded yet: pass a folder of frame images (sampled at --fps)",
+                            "the video has no sound track, which audio in video needs (drop --use-audio-in-video)",
                         )
                         .into());
                     }
-                    let frames = crate::media::video::load_frame_folder(path)?;
-                    let frames: Vec<_> = if frames.len() > self.max_frames {
-                        let idx = crate::media::video::sample_indices(frames.len(), self.fps, self.fps, 1, self.max_frames);
-                        idx.into_iter().map(|i| frames[i].clone()).collect()
-                    } else {
-                        frames
-                    };
-                    let v = crate::media::video::preprocess_frames(&frames, &self.video, self.fps)
-                        .map_err(|reason| crate::media::MediaError::new(path, reason))?;
-                    prompt.videos.push(v);
+                    Some(crate::media::audio::load_audio(path)?)
+                } else {
+                    None
+                };
+                MediaInput::Video(VideoInput { frames: video.frames, fps: video.sample_fps, audio })
+            }
+        }))
+    }
+
+    /// The prompt for a conversation whose media are already decoded: `media[k]` belongs to the
+    /// k-th non-text content item (in message order). Audio clips, including the sound tracks of
+    /// videos under `use_audio_in_video`, are kept in prompt order.
+    pub fn encode_chat_with_media(&self, messages: &[Message], media: Vec<MediaInput>) -> Result<EncodedPrompt> {
+        use crate::media::MediaError;
+        let items: Vec<&ContentItem> =
+            messages.iter().flat_map(|m| &m.content).filter(|c| !matches!(c, ContentItem::Text(_))).collect();
+        if items.len() != media.len() {
+            bail!("the conversation has {} media items but {} decoded media were given", items.len(), media.len());
+        }
+        let audio_id = self.tokenizer.special_id(AUDIO_PAD)?;
+        let video_id = self.tokenizer.special_id(VIDEO_PAD)?;
+        let mut prompt = EncodedPrompt::default();
+        let mut audio_counts = Vec::new();
+        let mut image_counts = Vec::new();
+        let mut video_spans: Vec<Vec<u32>> = Vec::new();
+        for (k, (item, input)) in items.into_iter().zip(media).enumerate() {
+            match (item, input) {
+                (ContentItem::Audio(path), MediaInput::Audio(samples)) => {
+                    let features = AudioFeatures::from_waveform(&samples, &self.mel);
+                    if features.token_count() == 0 {
+                        return Err(MediaError::new(path, "the audio is too short (under 40 ms)").into());
+                    }
+                    audio_counts.push(features.token_count());
+                    prompt.audio.push(features);
                 }
+                (ContentItem::Image(path), MediaInput::Image(img)) => {
+                    let (pixel_values, grid) = crate::media::image::preprocess_image(&img, &self.image)
+                        .map_err(|reason| MediaError::new(path, reason))?;
+                    let features = VisualFeatures { pixel_values, grid, second_per_grid: 1.0 };
+                    image_counts.push(features.token_count());
+                    prompt.images.push(features);
+                }
+                (ContentItem::Video(path), MediaInput::Video(v)) => match (&v.audio, self.use_audio_in_video) {
+                    (Some(samples), true) => {
+                        let (video, audio) = self
+                            .encode_video_with_audio(&v.frames, v.fps, samples)
+                            .map_err(|reason| MediaError::new(path, reason))?;
+                        let ids = SpanIds {
+                            video: video_id,
+                            audio: audio_id,
+                            audio_bos: self.tokenizer.special_id("<|audio_bos|>")?,
+                            audio_eos: self.tokenizer.special_id("<|audio_eos|>")?,
+                        };
+                        video_spans.push(audio_in_video_span(&video, audio.token_count(), &ids));
+                        prompt.videos.push(video);
+                        prompt.audio.push(audio);
+                    }
+                    (None, true) => {
+                        return Err(MediaError::new(path, "audio in video is on but this video has no sound track").into())
+                    }
+                    (_, false) => {
+                        let video = crate::media::video::preprocess_frames(&v.frames, &self.video, v.fps)
+                            .map_err(|reason| MediaError::new(path, reason))?;
+                        video_spans.push(vec![video_id; video.token_count()]);
+                        prompt.videos.push(video);
+                    }
+                },
+                (item, _) => bail!("decoded media {k} is not of the kind of its content item {item:?}"),
             }
         }
+        prompt.use_audio_in_video = self.use_audio_in_video && !prompt.videos.is_empty();
         let text = self.template.render(messages, true)?;
         let mut ids = self.tokenizer.encode(&text)?;
-        let expansions: [(&str, Vec<usize>); 3] = [
-            (AUDIO_PAD, prompt.audio.iter().map(|a| a.token_count()).collect()),
-            (IMAGE_PAD, prompt.images.iter().map(|v| v.token_count()).collect()),
-            (VIDEO_PAD, prompt.videos.iter().map(|v| v.token_count()).collect()),
+        // Plain audio placeholders first: a video's span holds audio tokens of its own.
+        let counts = |c: &[usize], id: u32| c.iter().map(|&n| vec![id; n]).collect::<Vec<_>>();
+        let expansions: [(&str, Vec<Vec<u32>>); 3] = [
+            (AUDIO_PAD, counts(&audio_counts, audio_id)),
+            (IMAGE_PAD, counts(&image_counts, self.tokenizer.special_id(IMAGE_PAD)?)),
+            (VIDEO_PAD, video_spans),
         ];
-        for (token, counts) in expansions {
-            if counts.is_empty() {
+        for (token, spans) in expansions {
+            if spans.is_empty() {
                 continue;
             }
-            ids = expand_placeholders(&ids, self.tokenizer.special_id(token)?, &counts)
+            ids = expand_placeholders_with(&ids, self.tokenizer.special_id(token)?, &spans)
                 .with_context(|| format!("the chat template's {token} placeholders do not match the media items"))?;
         }
         prompt.input_ids = ids;
         Ok(prompt)
+    }
+
+    /// The features of a video and its sound track: the frames' patches at `fps`, and the log-mel
+    /// features of `samples` (mono, 16 kHz).
+    pub fn encode_video_with_audio(
+        &self,
+        frames: &[image::RgbImage],
+        fps: f32,
+        samples: &[f32],
+    ) -> std::result::Result<(VisualFeatures, AudioFeatures), String> {
+        let video = crate::media::video::preprocess_frames(frames, &self.video, fps)?;
+        let audio = AudioFeatures::from_waveform(samples, &self.mel);
+        if audio.token_count() == 0 {
+            return Err("the video's sound track is too short (under 40 ms)".into());
+        }
+        Ok((video, audio))
     }
 
     /// The conversation of an optional system prompt and one user turn.
@@ -385,21 +513,72 @@ pub const VIDEO_PAD: &str = "<|VIDEO|>";
 
 /// Replaces the k-th `placeholder` id with `counts[k]` copies of it.
 pub fn expand_placeholders(ids: &[u32], placeholder: u32, counts: &[usize]) -> Result<Vec<u32>> {
+    let spans: Vec<Vec<u32>> = counts.iter().map(|&n| vec![placeholder; n]).collect();
+    expand_placeholders_with(ids, placeholder, &spans)
+}
+
+/// Replaces the k-th `placeholder` id with `spans[k]`.
+pub fn expand_placeholders_with(ids: &[u32], placeholder: u32, spans: &[Vec<u32>]) -> Result<Vec<u32>> {
     let found = ids.iter().filter(|&&t| t == placeholder).count();
-    if found != counts.len() {
-        bail!("the prompt has {found} placeholders for {} media items", counts.len());
+    if found != spans.len() {
+        bail!("the prompt has {found} placeholders for {} media items", spans.len());
     }
-    let mut out = Vec::with_capacity(ids.len() + counts.iter().sum::<usize>());
+    let mut out = Vec::with_capacity(ids.len() + spans.iter().map(Vec::len).sum::<usize>());
     let mut k = 0;
     for &t in ids {
         if t == placeholder {
-            out.extend(std::iter::repeat(placeholder).take(counts[k]));
+            out.extend_from_slice(&spans[k]);
             k += 1;
         } else {
             out.push(t);
         }
     }
     Ok(out)
+}
+
+/// Token ids of an audio-in-video span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanIds {
+    pub video: u32,
+    pub audio: u32,
+    pub audio_bos: u32,
+    pub audio_eos: u32,
+}
+
+/// Position ids per second of media time, and the chunk length (seconds) of the audio-in-video
+/// interleave (the processor's `position_id_per_seconds` and `seconds_per_chunk`).
+pub const POSITION_ID_PER_SECONDS: f32 = 25.0;
+pub const SECONDS_PER_CHUNK: f32 = 2.0;
+
+/// What a video's `<|VIDEO|>` placeholder becomes with its sound track, as transformers'
+/// `Qwen2_5OmniProcessor.replace_video_with_audio_token` builds it: `<|audio_bos|>`, then per
+/// 2-second chunk the chunk's video tokens and then its audio tokens, then `<|audio_eos|>`.
+/// Video token (t, i, j) has time index `t * second_per_grid * 25` (truncated as the 3-D position
+/// walk truncates it), audio token k has index k; a chunk is 50 index units.
+pub fn audio_in_video_span(video: &VisualFeatures, audio_tokens: usize, ids: &SpanIds) -> Vec<u32> {
+    let per_frame = video.grid[1] / 2 * (video.grid[2] / 2);
+    let video_index: Vec<i64> = (0..video.grid[0])
+        .flat_map(|t| {
+            let index = (t as f32 * video.second_per_grid * POSITION_ID_PER_SECONDS) as i64;
+            std::iter::repeat(index).take(per_frame)
+        })
+        .collect();
+    let audio_index: Vec<i64> = (0..audio_tokens as i64).collect();
+    let per_chunk = (POSITION_ID_PER_SECONDS * SECONDS_PER_CHUNK) as i64;
+    let video_chunks = crate::omni::rope::chunked_index(&video_index, per_chunk, 0);
+    let audio_chunks = crate::omni::rope::chunked_index(&audio_index, per_chunk, 0);
+    let mut out = Vec::with_capacity(video_index.len() + audio_tokens + 2);
+    out.push(ids.audio_bos);
+    for j in 0..video_chunks.len().max(audio_chunks.len()) {
+        if let Some(&(a, z)) = video_chunks.get(j) {
+            out.extend(std::iter::repeat(ids.video).take(z - a));
+        }
+        if let Some(&(a, z)) = audio_chunks.get(j) {
+            out.extend(std::iter::repeat(ids.audio).take(z - a));
+        }
+    }
+    out.push(ids.audio_eos);
+    out
 }
 
 #[cfg(test)]
@@ -436,6 +615,26 @@ mod tests {
     fn placeholders_expand_in_order() {
         assert_eq!(expand_placeholders(&[1, 9, 2, 9, 3], 9, &[2, 3]).unwrap(), vec![1, 9, 9, 2, 9, 9, 9, 3]);
         assert!(expand_placeholders(&[1, 9, 2], 9, &[2, 3]).is_err());
+    }
+
+    #[test]
+    fn audio_in_video_interleaves_per_two_seconds() {
+        let ids = SpanIds { video: 9, audio: 3, audio_bos: 4, audio_eos: 5 };
+        // The video_audio fixture: grid [3, 4, 6] (6 tokens per temporal step) at 1 s per step,
+        // 82 audio tokens: V12 A50 V6 A32.
+        let v = VisualFeatures { pixel_values: vec![], grid: [3, 4, 6], second_per_grid: 1.0 };
+        let span = audio_in_video_span(&v, 82, &ids);
+        let mut want = vec![4];
+        want.extend([9; 12]);
+        want.extend([3; 50]);
+        want.extend([9; 6]);
+        want.extend([3; 32]);
+        want.push(5);
+        assert_eq!(span, want);
+        // Video longer than its sound: the extra chunks hold video only. 0.5 s per step (4 fps),
+        // steps at index 0, 12, 25, 37, 50, 62: chunk 0 holds four steps.
+        let v = VisualFeatures { pixel_values: vec![], grid: [6, 2, 2], second_per_grid: 0.5 };
+        assert_eq!(audio_in_video_span(&v, 10, &ids), [vec![4, 9, 9, 9, 9], vec![3; 10], vec![9, 9, 5]].concat());
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub struct PositionTokens {
 
 /// transformers' `get_chunked_index`: slices of `values` (ascending) cut where a value reaches
 /// the next multiple of `per_chunk` above `base` (at most one cut per element).
-fn chunked_index(values: &[i64], per_chunk: i64, base: i64) -> Vec<(usize, usize)> {
+pub(crate) fn chunked_index(values: &[i64], per_chunk: i64, base: i64) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let (mut start, mut chunk) = (0usize, 1i64);
     for (i, &v) in values.iter().enumerate() {
