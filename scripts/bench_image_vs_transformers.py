@@ -25,7 +25,7 @@ def main():
         subprocess.run(["cargo", "bench", "--bench", "vision", "--", "image_preprocess"], cwd=ROOT, check=True)
     from PIL import Image
     import transformers.models.qwen2_vl.image_processing_pil_qwen2_vl as m
-    cls = next(getattr(m, n) for n in dir(m) if n.startswith("Qwen2VLImageProcessor"))
+    cls = m.Qwen2VLImageProcessorPil
     proc = cls()
     path = ROOT / "target" / "bench-1280x720.jpg"
 

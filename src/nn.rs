@@ -64,6 +64,18 @@ impl Linear {
         (d[0], d[1])
     }
 
+    /// Makes the weight itself trainable (full fine-tuning) and returns it as a variable. The
+    /// weight must be f32 or f64.
+    pub fn make_trainable(&mut self) -> Result<Var> {
+        let w = self.inner.weight();
+        if !matches!(w.dtype(), DType::F32 | DType::F64) {
+            candle_core::bail!("full fine-tuning needs f32 (or f64) weights, not {:?}; load the model with --dtype f32", w.dtype());
+        }
+        let var = Var::from_tensor(w)?;
+        self.inner = candle_nn::Linear::new(var.as_tensor().clone(), self.inner.bias().cloned());
+        Ok(var)
+    }
+
     pub fn set_lora(&mut self, lora: Option<Arc<Lora>>) {
         self.lora = lora;
     }

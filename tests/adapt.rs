@@ -247,3 +247,22 @@ fn audio_and_image_questions_train() {
     let m = metrics(&out);
     assert!(m.iter().all(|x| x["questions"] == 2 && x["skipped_items"] == 0), "{m:?}");
 }
+
+#[test]
+fn full_fine_tuning_trains_saves_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = questions(dir.path());
+    let model = fixture("text_basic");
+    let out = dir.path().join("full");
+    let o = adapt(&model, &data, &out, &["--steps", "2", "--reward", "medoid", "--encoder", bge().to_str().unwrap(), "--full-finetune"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("checkpoint/trainable.safetensors").is_file());
+    let t = candle_core::safetensors::load(out.join("checkpoint/trainable.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t.len(), 14, "7 projections x 2 layers");
+    let trained = &t["thinker.model.layers.0.mlp.up_proj.weight"];
+    let base = &candle_core::safetensors::load(model.join("model.safetensors"), &candle_core::Device::Cpu).unwrap()["thinker.model.layers.0.mlp.up_proj.weight"];
+    let moved = (trained - base).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(moved > 0.0, "the weights were updated");
+    let o = ttrav().arg("generate").arg("--model").arg(&model).arg("--adapter").arg(out.join("checkpoint")).args(["--prompt", "hi", "--greedy", "--max-new-tokens", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

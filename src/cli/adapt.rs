@@ -89,6 +89,9 @@ pub struct AdaptArgs {
     /// Comma-separated projections to adapt.
     #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", value_delimiter = ',')]
     lora_targets: Vec<String>,
+    /// Train every decoder projection instead of LoRA adapters (small models, f32).
+    #[arg(long)]
+    full_finetune: bool,
     /// Train on distinct answers (OP-TTRAV's TTRL_DEDUP_SAMPLES).
     #[arg(long, env = "TTRL_DEDUP_SAMPLES", default_value_t = false, value_parser = parse_flag)]
     dedup: bool,
@@ -168,6 +171,7 @@ pub fn run_adapt(args: AdaptArgs) -> Result<()> {
         lora_rank: args.lora_rank,
         lora_alpha: args.lora_alpha,
         lora_targets: args.lora_targets.clone(),
+        full_finetune: args.full_finetune,
         dedup: args.dedup,
         confidence_weighting: args.confidence_weighting,
         filter_equal_rewards: !args.keep_equal_reward_groups,
@@ -211,7 +215,7 @@ fn eval_model(model: &str, adapter: Option<&std::path::Path>, data: &std::path::
     let source = ttrav::ModelSource::resolve(model)?;
     let mut thinker = ttrav::Thinker::load(&source, &device, ttrav::dtype_from_name(None, &device)?)?;
     if let Some(dir) = adapter {
-        ttrav::rl::checkpoint::load_adapter(&mut thinker, dir)?;
+        ttrav::rl::checkpoint::load_trained(&mut thinker, dir)?;
     }
     let processor = ttrav::Processor::load(&source)?;
     let dataset = ttrav::data::load_dataset(data, None, None)?;
@@ -271,7 +275,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let source = ttrav::ModelSource::resolve(&args.model)?;
     let mut thinker = ttrav::Thinker::load(&source, &device, ttrav::dtype_from_name(None, &device)?)?;
     if let Some(dir) = &args.adapter {
-        ttrav::rl::checkpoint::load_adapter(&mut thinker, dir).with_context(|| format!("cannot load adapter {}", dir.display()))?;
+        ttrav::rl::checkpoint::load_trained(&mut thinker, dir).with_context(|| format!("cannot load adapter {}", dir.display()))?;
     }
     let processor = ttrav::Processor::load(&source)?;
     let dataset = ttrav::data::load_dataset(&args.data, None, args.media_root.as_deref())?;

@@ -128,7 +128,7 @@ pub fn run(args: GenerateArgs, matches: &clap::ArgMatches) -> Result<()> {
     let t0 = Instant::now();
     let mut thinker = Thinker::load(&model, &device, dtype)?;
     if let Some(dir) = &args.adapter {
-        ttrav::rl::checkpoint::load_adapter(&mut thinker, dir)
+        ttrav::rl::checkpoint::load_trained(&mut thinker, dir)
             .with_context(|| format!("cannot load adapter {}", dir.display()))?;
     }
     let mut processor = Processor::load(&model)?;

@@ -186,17 +186,25 @@ fn resample_pass(src: &RgbImage, out_len: usize, horizontal: bool, arithmetic: A
     let mut out = RgbImage::new(out_w as u32, out_h as u32);
     let raw = src.as_raw();
     let dst = out.as_mut();
+    let round: i64 = if bits > 0 { 1 << (bits - 1) } else { 0 };
+    // Source pixels along the pass are `stride` bytes apart.
+    let stride = if horizontal { 3 } else { w * 3 };
     for y in 0..out_h {
         for x in 0..out_w {
             let (first, k) = if horizontal { &coeffs[x] } else { &coeffs[y] };
-            for c in 0..3 {
-                let mut acc: i64 = if bits > 0 { 1 << (bits - 1) } else { 0 };
-                for (i, &kv) in k.iter().enumerate() {
-                    let (sx, sy) = if horizontal { (first + i, y) } else { (x, first + i) };
-                    acc += raw[(sy * w + sx) * 3 + c] as i64 * kv as i64;
-                }
-                dst[(y * out_w + x) * 3 + c] = (acc >> bits).clamp(0, 255) as u8;
+            let base = if horizontal { (y * w + first) * 3 } else { (first * w + x) * 3 };
+            let (mut r, mut g, mut b) = (round, round, round);
+            for (i, &kv) in k.iter().enumerate() {
+                let o = base + i * stride;
+                let kv = kv as i64;
+                r += raw[o] as i64 * kv;
+                g += raw[o + 1] as i64 * kv;
+                b += raw[o + 2] as i64 * kv;
             }
+            let d = (y * out_w + x) * 3;
+            dst[d] = (r >> bits).clamp(0, 255) as u8;
+            dst[d + 1] = (g >> bits).clamp(0, 255) as u8;
+            dst[d + 2] = (b >> bits).clamp(0, 255) as u8;
         }
     }
     out

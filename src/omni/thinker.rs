@@ -498,6 +498,17 @@ impl Thinker {
         Ok(())
     }
 
+    /// Makes every decoder projection's weight trainable (full fine-tuning, for small models);
+    /// returns them by their checkpoint name (`thinker.model.layers.N.self_attn.q_proj.weight`).
+    pub fn make_decoder_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        let prefix = self.config.weight_prefix.clone();
+        self.text
+            .adaptable_mut()
+            .into_iter()
+            .map(|(path, _, linear)| Ok((format!("{prefix}{path}.weight"), linear.make_trainable()?)))
+            .collect()
+    }
+
     /// Attaches LoRA adapters to the decoder projections named in `targets` (PEFT module
     /// names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj). A starts
     /// uniform in +-1/sqrt(in) (PEFT's Kaiming init), B at `b_std` (0 as in PEFT). Returns the

@@ -80,8 +80,8 @@ fn normalise(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / n).collect()
 }
 
-/// The mean cosine silhouette of a labelling (scikit-learn's `silhouette_score(metric="cosine")`).
-pub fn silhouette_cosine(points: &[Vec<f32>], labels: &[usize]) -> f64 {
+/// Cosine distances `1 - cos` (clipped to [0, 2], 0 on the diagonal), row-major `[n * n]`.
+pub fn cosine_distances(points: &[Vec<f32>]) -> Vec<f64> {
     let n = points.len();
     let unit: Vec<Vec<f64>> = points
         .iter()
@@ -90,13 +90,27 @@ pub fn silhouette_cosine(points: &[Vec<f32>], labels: &[usize]) -> f64 {
             p.iter().map(|&x| x as f64 / if norm > 0.0 { norm } else { 1.0 }).collect()
         })
         .collect();
-    let dist = |i: usize, j: usize| -> f64 {
-        if i == j {
-            return 0.0;
+    let mut d = vec![0.0; n * n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let c: f64 = unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum();
+            let v = (1.0 - c).clamp(0.0, 2.0);
+            d[i * n + j] = v;
+            d[j * n + i] = v;
         }
-        let c: f64 = unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum();
-        (1.0 - c).clamp(0.0, 2.0)
-    };
+    }
+    d
+}
+
+/// The mean cosine silhouette of a labelling (scikit-learn's `silhouette_score(metric="cosine")`).
+pub fn silhouette_cosine(points: &[Vec<f32>], labels: &[usize]) -> f64 {
+    silhouette_from_distances(&cosine_distances(points), labels)
+}
+
+/// The mean silhouette from a precomputed distance matrix.
+pub fn silhouette_from_distances(distances: &[f64], labels: &[usize]) -> f64 {
+    let n = labels.len();
+    let dist = |i: usize, j: usize| distances[i * n + j];
     let k = labels.iter().max().map_or(0, |m| m + 1);
     let mut total = 0.0;
     for i in 0..n {
@@ -181,6 +195,7 @@ pub fn cluster_auto_k(points: &[Vec<f32>], cfg: &ClusterConfig) -> Clustering {
     let mut best = Clustering { labels: vec![0; m], centroids: vec![mean], silhouettes: vec![] };
     let mut best_score = -2.0f64;
     let mut silhouettes = Vec::new();
+    let distances = cosine_distances(points);
     for k in cfg.k_min..=cfg.k_max.min(m - 1) {
         let Some((labels, centroids)) = kmeans(points, k, cfg.n_init, cfg.seed) else {
             silhouettes.push((k, None));
@@ -191,7 +206,7 @@ pub fn cluster_auto_k(points: &[Vec<f32>], cfg: &ClusterConfig) -> Clustering {
             silhouettes.push((k, None));
             continue;
         }
-        let s = silhouette_cosine(points, &labels);
+        let s = silhouette_from_distances(&distances, &labels);
         silhouettes.push((k, Some(s)));
         if s > best_score {
             best_score = s;

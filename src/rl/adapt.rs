@@ -61,6 +61,9 @@ pub struct AdaptConfig {
     pub lora_rank: usize,
     pub lora_alpha: f64,
     pub lora_targets: Vec<String>,
+    /// Train every decoder projection's weight instead of LoRA adapters (small models).
+    #[serde(default)]
+    pub full_finetune: bool,
     pub dedup: bool,
     pub confidence_weighting: bool,
     pub filter_equal_rewards: bool,
@@ -205,12 +208,16 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
 
     // Adapters, optimizer and state: fresh, or from the checkpoint.
     let checkpoint_dir = cfg.out.join("checkpoint");
-    let (adapters, mut opt, mut state) = match resume.and_then(|out| checkpoint::find_checkpoint(&out.join("checkpoint"))) {
+    let (trainable, mut opt, mut state) = match resume.and_then(|out| checkpoint::find_checkpoint(&out.join("checkpoint"))) {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("cannot read {}/state.json", dir.display()))?;
             let st: RunState = serde_json::from_str(&text).with_context(|| format!("{}/state.json is corrupt", dir.display()))?;
-            let (adapters, _) = checkpoint::load_adapter(&mut thinker, &dir)?;
-            let mut opt = AdamW::new(adamw_config(&cfg), params_of(&adapters))?;
+            let trainable = if cfg.full_finetune {
+                Trainable::Full(checkpoint::load_full(&mut thinker, &dir)?)
+            } else {
+                Trainable::Lora(checkpoint::load_adapter(&mut thinker, &dir)?.0)
+            };
+            let mut opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
             let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), opt.params.len(), device)?;
             opt.m = m;
             opt.v = v;
@@ -218,15 +225,19 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
             if !quiet {
                 eprintln!("resuming from {} at step {}", dir.display(), st.step);
             }
-            (adapters, opt, st)
+            (trainable, opt, st)
         }
         None => {
             if resume.is_some() {
                 bail!("no checkpoint to resume from in {}", checkpoint_dir.display());
             }
             let mut rng = Rng::seed(cfg.seed);
-            let adapters = thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
-            let opt = AdamW::new(adamw_config(&cfg), params_of(&adapters))?;
+            let trainable = if cfg.full_finetune {
+                Trainable::Full(thinker.make_decoder_trainable()?)
+            } else {
+                Trainable::Lora(thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?)
+            };
+            let opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
             let st = RunState {
                 step: 0,
                 optimizer_step: 0,
@@ -236,7 +247,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
                 metrics_lines: 0,
                 config: cfg.clone(),
             };
-            (adapters, opt, st)
+            (trainable, opt, st)
         }
     };
     std::fs::write(cfg.out.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
@@ -413,7 +424,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         if state.step % cfg.save_every.max(1) == 0 || state.step == cfg.steps {
             state.rng = rng.state();
             state.optimizer_step = opt.step;
-            save_checkpoint(&checkpoint_dir, &adapters, &opt, &state, &cfg)?;
+            save_checkpoint(&checkpoint_dir, &trainable, &opt, &state, &cfg)?;
         }
     }
     progress.finish_and_clear();
@@ -425,9 +436,27 @@ fn adamw_config(cfg: &AdaptConfig) -> AdamWConfig {
     AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, warmup_steps: cfg.warmup_steps, total_steps: cfg.steps, ..Default::default() }
 }
 
-fn save_checkpoint(dir: &Path, adapters: &[(String, Arc<Lora>)], opt: &AdamW, state: &RunState, cfg: &AdaptConfig) -> Result<()> {
+/// What a run trains: LoRA adapters, or the decoder projections themselves.
+enum Trainable {
+    Lora(Vec<(String, Arc<Lora>)>),
+    Full(Vec<(String, candle_core::Var)>),
+}
+
+impl Trainable {
+    fn params(&self) -> Vec<(String, candle_core::Var)> {
+        match self {
+            Trainable::Lora(a) => params_of(a),
+            Trainable::Full(p) => p.clone(),
+        }
+    }
+}
+
+fn save_checkpoint(dir: &Path, trainable: &Trainable, opt: &AdamW, state: &RunState, cfg: &AdaptConfig) -> Result<()> {
     checkpoint::write_atomically(dir, |tmp| {
-        checkpoint::save_adapter(tmp, adapters, &adapter_config(cfg))?;
+        match trainable {
+            Trainable::Lora(adapters) => checkpoint::save_adapter(tmp, adapters, &adapter_config(cfg))?,
+            Trainable::Full(params) => checkpoint::save_full(tmp, params)?,
+        }
         checkpoint::save_moments(&tmp.join("optimizer.safetensors"), &opt.m, &opt.v)?;
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
         Ok(())

@@ -85,6 +85,43 @@ pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, A
     Ok((adapters, cfg))
 }
 
+/// The file holding fully fine-tuned weights in a checkpoint.
+pub const FULL_WEIGHTS: &str = "trainable.safetensors";
+
+/// Saves fully fine-tuned weights by name.
+pub fn save_full(dir: &Path, params: &[(String, candle_core::Var)]) -> Result<()> {
+    let t: HashMap<String, Tensor> =
+        params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+    candle_core::safetensors::save(&t, dir.join(FULL_WEIGHTS))?;
+    Ok(())
+}
+
+/// Makes the decoder trainable and loads fully fine-tuned weights from `dir`.
+pub fn load_full(thinker: &mut Thinker, dir: &Path) -> Result<Vec<(String, candle_core::Var)>> {
+    let params = thinker.make_decoder_trainable()?;
+    let path = dir.join(FULL_WEIGHTS);
+    let t = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
+    for (name, var) in &params {
+        let w = t.get(name).with_context(|| format!("{}: tensor `{name}` is missing", path.display()))?;
+        if w.dims() != var.as_tensor().dims() {
+            bail!("{}: tensor `{name}` has shape {:?}, the model needs {:?}", path.display(), w.dims(), var.as_tensor().dims());
+        }
+        var.set(&w.to_dtype(var.dtype())?)?;
+    }
+    Ok(params)
+}
+
+/// Loads what a training run produced into `thinker`: a LoRA adapter (PEFT layout) or fully
+/// fine-tuned weights.
+pub fn load_trained(thinker: &mut Thinker, dir: &Path) -> Result<()> {
+    if dir.join(FULL_WEIGHTS).is_file() {
+        load_full(thinker, dir)?;
+    } else {
+        load_adapter(thinker, dir)?;
+    }
+    Ok(())
+}
+
 /// Writes `write` into a fresh temporary directory and renames it to `dir` (replacing any
 /// previous one only once the new one is complete).
 pub fn write_atomically(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
