@@ -24,7 +24,7 @@ fn model(dtype: DType) -> (Thinker, Vec<(String, std::sync::Arc<ttrav::nn::Lora>
 /// when None), so that the ratio is not exactly 1.
 fn total_loss(t: &Thinker, cfg: &LossConfig, old: Option<&Tensor>) -> (Tensor, Tensor) {
     let batch = PromptBatch::left_padded(&[vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198]], 400).unwrap();
-    let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap();
+    let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap().context(0).unwrap();
     let answers = vec![vec![331, 357, 165, 55], vec![20, 30, 402]];
     let lp = t.answer_logprobs(&prompt, &answers, 1.0, Pass::TRAIN).unwrap();
     let base = t.answer_logprobs(&prompt, &answers, 1.0, Pass { differentiable: false, adapters: false }).unwrap();
@@ -152,4 +152,26 @@ fn a_nan_loss_skips_the_step() {
     let after: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
     assert_eq!(before, after);
     assert!(opt.m.iter().all(|m| m.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0));
+}
+
+/// Prompts rolled out together (left-padded in one prefill) give each prompt the same training
+/// context as a prefill of that prompt alone.
+#[test]
+fn batched_rollouts_keep_each_prompts_context() {
+    use ttrav::omni::generate::GenerationConfig;
+    use ttrav::rl::trainer::{rollout, rollout_batch};
+    use ttrav::{EncodedPrompt, Sampling};
+
+    let (t, _) = model(DType::F32);
+    let long = EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198], ..Default::default() };
+    let short = EncodedPrompt { input_ids: vec![401, 301, 198, 401, 350, 198], ..Default::default() };
+    let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::Greedy, stop_tokens: vec![] };
+    let both = rollout_batch(&t, &[long.clone(), short.clone()], 400, 2, &gen, &mut Rng::seed(0)).unwrap();
+    let alone = rollout(&t, &short, 400, 2, &gen, &mut Rng::seed(0)).unwrap();
+    assert_eq!(both[1].answers, alone.answers, "greedy answers of the padded prompt");
+    assert_eq!(both[1].context.positions, alone.context.positions);
+    let a = t.answer_logprobs(&both[1].context, &both[1].answers, 1.0, Pass::TRAIN).unwrap().logp;
+    let b = t.answer_logprobs(&alone.context, &alone.answers, 1.0, Pass::TRAIN).unwrap().logp;
+    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-5, "{d}");
 }

@@ -188,6 +188,33 @@ pub struct PrefillOutput {
     pub hidden_states: Vec<Tensor>,
 }
 
+/// What training needs of one prefilled prompt: its input embeddings without padding (media
+/// features in place; no gradient), their 3-D positions, and where the answer's positions start.
+#[derive(Debug, Clone)]
+pub struct PromptContext {
+    /// `[1, L, H]`.
+    pub embeds: Tensor,
+    /// (temporal, height, width) per prompt token.
+    pub positions: Vec<[i64; 3]>,
+    pub next_position: i64,
+}
+
+impl PrefillOutput {
+    /// The context of sequence `row` of the prefill, its padding removed.
+    pub fn context(&self, row: usize) -> Result<PromptContext> {
+        let valid: Vec<usize> = (0..self.state.key_valid[row].len()).filter(|&l| self.state.key_valid[row][l]).collect();
+        let idx = Tensor::from_vec(valid.iter().map(|&l| l as u32).collect::<Vec<_>>(), valid.len(), self.embeds.device())?;
+        let embeds = self.embeds.get(row)?.index_select(&idx, 0)?.unsqueeze(0)?.detach();
+        let positions =
+            valid.iter().map(|&l| [0, 1, 2].map(|r| self.position_ids.get(r, row, l))).collect();
+        Ok(PromptContext {
+            embeds,
+            positions,
+            next_position: self.state.n_valid[row] as i64 + self.state.rope_deltas[row],
+        })
+    }
+}
+
 /// Per-token log-probabilities of answers, their entropies, and the mask of real tokens.
 #[derive(Debug, Clone)]
 pub struct AnswerLogprobs {
@@ -555,12 +582,12 @@ impl Thinker {
         Ok(out)
     }
 
-    /// Log-probabilities (and entropies) of `answers` after the prompt of `prompt` (a prefill of
-    /// ONE prompt), through the differentiable forward: `[n, T]` each, with a `[n, T]` mask of
-    /// real (unpadded) answer tokens. Logits are divided by `temperature` first.
+    /// Log-probabilities (and entropies) of `answers` after one prompt (its [`PromptContext`]),
+    /// through the differentiable forward: `[n, T]` each, with a `[n, T]` mask of real
+    /// (unpadded) answer tokens. Logits are divided by `temperature` first.
     pub fn answer_logprobs(
         &self,
-        prompt: &PrefillOutput,
+        prompt: &PromptContext,
         answers: &[Vec<u32>],
         temperature: f32,
         pass: Pass,
@@ -570,10 +597,7 @@ impl Thinker {
         if n == 0 || t == 0 {
             bail!("no answer tokens to score");
         }
-        let (b, lp, h) = prompt.embeds.dims3()?;
-        if b != 1 {
-            bail!("answer_logprobs takes the prefill of one prompt (got a batch of {b})");
-        }
+        let (_, lp, h) = prompt.embeds.dims3()?;
         let pad = 0u32;
         let ids: Vec<u32> = answers.iter().flat_map(|a| a.iter().copied().chain(std::iter::repeat(pad).take(t - a.len()))).collect();
         let ids = Tensor::from_vec(ids, (n, t), &self.device)?;
@@ -583,11 +607,11 @@ impl Thinker {
         // Positions: the prompt's (3-D), then the answer continuing from the prompt.
         let total = lp + t;
         let mut pos = vec![0i64; 3 * n * total];
-        let start = prompt.state.n_valid[0] as i64 + prompt.state.rope_deltas[0];
+        let start = prompt.next_position;
         for row in 0..3 {
             for r in 0..n {
                 for l in 0..lp {
-                    pos[(row * n + r) * total + l] = prompt.position_ids.get(row, 0, l);
+                    pos[(row * n + r) * total + l] = prompt.positions[l][row];
                 }
                 for k in 0..t {
                     pos[(row * n + r) * total + lp + k] = start + k as i64;
@@ -596,11 +620,8 @@ impl Thinker {
         }
         let positions = PositionIds { batch: n, len: total, ids: pos, rope_deltas: vec![0; n] };
         let cos_sin = self.text.rotary().cos_sin(&positions, self.dtype, &self.device)?;
-        let prompt_valid = &prompt.state.key_valid[0];
-        let key_valid: Vec<Vec<bool>> = answers
-            .iter()
-            .map(|a| prompt_valid.iter().copied().chain((0..t).map(|k| k < a.len())).collect())
-            .collect();
+        let key_valid: Vec<Vec<bool>> =
+            answers.iter().map(|a| std::iter::repeat(true).take(lp).chain((0..t).map(|k| k < a.len())).collect()).collect();
         let mask = attention_mask(&key_valid, total, &self.device)?;
         let mut cache = self.text.new_cache();
         let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut cache, None, pass)?;

@@ -1,7 +1,8 @@
 //! `ttrav adapt`: the test-time RL run.
 //!
 //! Per step: take the next questions (the data shuffled per epoch from the seed), encode each
-//! prompt with its media once, sample `n_votes` answers from the shared prefill, score them with
+//! prompt with its media, prefill them together once and sample `n_votes` answers to each from
+//! the shared prefill (one batch for the step), score them with
 //! the label-free reward, train on `n_samples` of them with GRPO + LoRA, log a metrics line, and
 //! every `save_every` steps write a checkpoint atomically. A bad item (missing media, unreadable
 //! line, over-long prompt) is reported and skipped; the run goes on. `--resume` continues from
@@ -10,7 +11,7 @@
 use super::checkpoint::{self, AdapterConfig};
 use super::grpo::{AdvantageKind, KlKind, LossAgg, LossConfig};
 use super::optim::{AdamW, AdamWConfig};
-use super::trainer::{rollout, update, TrainGroup, UpdateConfig};
+use super::trainer::{rollout_batch, update, TrainGroup, UpdateConfig};
 use crate::data::{load_dataset, Item, TaskKind};
 use crate::embed::Encoder;
 use crate::hub::ModelSource;
@@ -317,22 +318,31 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         let (mut rollout_s, mut reward_s, mut generated) = (0.0, 0.0, 0usize);
         let mut rollouts = Vec::new();
         let mut scored_all = Vec::new();
+        // Encode every question's prompt (a bad item is reported and skipped) ...
+        let t0 = Instant::now();
+        let mut usable: Vec<(&Item, crate::omni::thinker::EncodedPrompt)> = Vec::new();
         for item in &questions {
-            let t0 = Instant::now();
-            let prompt = match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
-                Ok(p) => p,
-                Err(e) => {
-                    m.skip_reasons.push(format!("{}: {e:#}", item.id));
-                    continue;
-                }
-            };
-            if prompt.input_ids.len() > cfg.max_prompt_tokens {
-                m.skip_reasons.push(format!("{}: prompt has {} tokens, over --max-prompt-tokens {}", item.id, prompt.input_ids.len(), cfg.max_prompt_tokens));
-                continue;
+            match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
+                Ok(p) if p.input_ids.len() > cfg.max_prompt_tokens => m.skip_reasons.push(format!(
+                    "{}: prompt has {} tokens, over --max-prompt-tokens {}",
+                    item.id,
+                    p.input_ids.len(),
+                    cfg.max_prompt_tokens
+                )),
+                Ok(p) => usable.push((item, p)),
+                Err(e) => m.skip_reasons.push(format!("{}: {e:#}", item.id)),
             }
-            let r = rollout(&thinker, &prompt, processor.tokenizer.end_of_text, cfg.n_votes, &gen, &mut rng)?;
+        }
+        // ... then roll them all out together: one prefill, n_votes continuations each.
+        let batch_rollouts = if usable.is_empty() {
+            Vec::new()
+        } else {
+            let prompts: Vec<_> = usable.iter().map(|(_, p)| p.clone()).collect();
+            rollout_batch(&thinker, &prompts, processor.tokenizer.end_of_text, cfg.n_votes, &gen, &mut rng)?
+        };
+        rollout_s += t0.elapsed().as_secs_f64();
+        for ((item, _), r) in usable.iter().zip(batch_rollouts) {
             generated += r.answers.iter().map(|a| a.len()).sum::<usize>();
-            rollout_s += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let texts: Vec<String> = r.answers.iter().map(|a| processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
             let group = Group {

@@ -7,29 +7,48 @@ use super::grpo::{advantages, loss, AdvantageKind, LossConfig, LossParts};
 use super::optim::AdamW;
 use crate::nn::Pass;
 use crate::omni::generate::{decode, FinishReason, GenerationConfig};
-use crate::omni::thinker::{EncodedPrompt, PrefillOptions, PrefillOutput, PromptBatch, Thinker};
+use crate::omni::thinker::{EncodedPrompt, PrefillOptions, PromptBatch, PromptContext, Thinker};
 use crate::sampling::Rng;
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 
-/// N sampled answers to one prompt, with the prompt's prefill kept for training.
+/// N sampled answers to one prompt, with what training needs of the prompt.
 pub struct Rollout {
-    pub prefill: PrefillOutput,
+    pub context: PromptContext,
     pub answers: Vec<Vec<u32>>,
     pub finish: Vec<FinishReason>,
 }
 
 /// Samples `n` answers from one prefill of `prompt`.
 pub fn rollout(thinker: &Thinker, prompt: &EncodedPrompt, pad: u32, n: usize, gen: &GenerationConfig, rng: &mut Rng) -> Result<Rollout> {
-    let batch = PromptBatch::from_prompts(std::slice::from_ref(prompt), pad)?;
+    Ok(rollout_batch(thinker, std::slice::from_ref(prompt), pad, n, gen, rng)?.remove(0))
+}
+
+/// Samples `n` answers to each of several prompts: one prefill of the (left-padded) batch, its
+/// cache forked `n` ways per prompt, and all `prompts.len() * n` sequences decoded together.
+pub fn rollout_batch(
+    thinker: &Thinker,
+    prompts: &[EncodedPrompt],
+    pad: u32,
+    n: usize,
+    gen: &GenerationConfig,
+    rng: &mut Rng,
+) -> Result<Vec<Rollout>> {
+    let batch = PromptBatch::from_prompts(prompts, pad)?;
     let prefill = thinker.prefill(&batch, PrefillOptions::default())?;
     let state = prefill.state.fork(n)?;
     let samples = decode(thinker, state, gen, rng)?;
-    Ok(Rollout {
-        answers: samples.iter().map(|s| s.token_ids.clone()).collect(),
-        finish: samples.iter().map(|s| s.finish_reason).collect(),
-        prefill,
-    })
+    samples
+        .chunks(n)
+        .enumerate()
+        .map(|(b, group)| {
+            Ok(Rollout {
+                context: prefill.context(b)?,
+                answers: group.iter().map(|s| s.token_ids.clone()).collect(),
+                finish: group.iter().map(|s| s.finish_reason).collect(),
+            })
+        })
+        .collect()
 }
 
 /// What one question contributes to an update.
@@ -93,13 +112,13 @@ pub fn update(thinker: &Thinker, opt: &mut AdamW, groups: &[TrainGroup], cfg: &U
     for g in &used {
         let answers = answers_of(g);
         let adv: Vec<f32> = advantages(&g.rewards, cfg.advantage).iter().map(|a| a * g.weight).collect();
-        let old = thinker.answer_logprobs(&g.rollout.prefill, &answers, cfg.temperature, Pass::INFER)?.logp.detach();
+        let old = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, Pass::INFER)?.logp.detach();
         let reference = if cfg.loss.kl_coef != 0.0 {
-            Some(thinker.answer_logprobs(&g.rollout.prefill, &answers, cfg.temperature, Pass::BASE)?.logp.detach())
+            Some(thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, Pass::BASE)?.logp.detach())
         } else {
             None
         };
-        let lp = thinker.answer_logprobs(&g.rollout.prefill, &answers, cfg.temperature, Pass::TRAIN)?;
+        let lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, Pass::TRAIN)?;
         let adv = Tensor::from_vec(adv, answers.len(), thinker.device())?.to_dtype(lp.logp.dtype())?;
         let (l, parts) = loss(&cfg.loss, &lp, &old, reference.as_ref(), &adv)?;
         let l = (l / used.len() as f64)?;
