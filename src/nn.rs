@@ -16,15 +16,31 @@ pub struct Pass {
     pub differentiable: bool,
     /// Apply the LoRA adapters (off: the frozen base model).
     pub adapters: bool,
+    /// LoRA dropout on, with this seed (training only; the mask is a function of the seed, so
+    /// runs are reproducible and resumable).
+    pub dropout_seed: Option<u64>,
 }
 
 impl Pass {
     /// Fast inference with adapters.
-    pub const INFER: Pass = Pass { differentiable: false, adapters: true };
+    pub const INFER: Pass = Pass { differentiable: false, adapters: true, dropout_seed: None };
     /// Training: differentiable, with adapters.
-    pub const TRAIN: Pass = Pass { differentiable: true, adapters: true };
+    pub const TRAIN: Pass = Pass { differentiable: true, adapters: true, dropout_seed: None };
     /// The frozen base model (KL reference, base-model judge).
-    pub const BASE: Pass = Pass { differentiable: false, adapters: false };
+    pub const BASE: Pass = Pass { differentiable: false, adapters: false, dropout_seed: None };
+}
+
+/// A dropout mask (0, or 1/(1-p) to keep the expectation) of `shape`, computed on the device from
+/// a hash of the element index and `seed`: deterministic on every device (Candle's CPU random
+/// generator cannot be seeded).
+pub fn dropout_mask(shape: &candle_core::Shape, p: f32, seed: u64, device: &candle_core::Device, dtype: DType) -> Result<Tensor> {
+    let n = shape.elem_count();
+    let idx = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?;
+    let offset = (seed % 100_003) as f64 * 0.618_033_988_7 + 0.5;
+    let x = (((idx * 12.9898)? + offset)?.sin()? * 43_758.545_3)?;
+    let frac = (&x - x.floor()?)?;
+    let keep = frac.ge(p as f64)?.to_dtype(dtype)?;
+    (keep / (1.0 - p as f64))?.reshape(shape)
 }
 
 /// A low-rank adapter: `y += scale * (x A^T) B^T`, with A [r, in] and B [out, r].
@@ -40,6 +56,9 @@ pub struct Lora {
 pub struct Linear {
     inner: candle_nn::Linear,
     lora: Option<Arc<Lora>>,
+    /// Dropout on the adapter's input during training, and this layer's share of the seed.
+    lora_dropout: f32,
+    lora_id: u64,
 }
 
 impl Linear {
@@ -47,11 +66,17 @@ impl Linear {
     pub fn load(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
         let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
-        Ok(Self { inner: candle_nn::Linear::new(weight, bias), lora: None })
+        Ok(Self::from_weights(weight, bias))
     }
 
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias), lora: None }
+        Self { inner: candle_nn::Linear::new(weight, bias), lora: None, lora_dropout: 0.0, lora_id: 0 }
+    }
+
+    /// Dropout probability on the adapter's input while training; `id` tells layers apart.
+    pub fn set_lora_dropout(&mut self, p: f32, id: u64) {
+        self.lora_dropout = p;
+        self.lora_id = id;
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -91,7 +116,14 @@ impl Linear {
             (Some(l), true) => {
                 let a = l.a.as_tensor().to_dtype(xs.dtype())?;
                 let b = l.b.as_tensor().to_dtype(xs.dtype())?;
-                let low = xs.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
+                let input = match pass.dropout_seed {
+                    Some(seed) if self.lora_dropout > 0.0 => {
+                        let mask = dropout_mask(xs.shape(), self.lora_dropout, seed.wrapping_mul(1_000_003).wrapping_add(self.lora_id), xs.device(), xs.dtype())?;
+                        (xs * mask)?
+                    }
+                    _ => xs.clone(),
+                };
+                let low = input.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
                 y + (low * l.scale)?
             }
             _ => Ok(y),

@@ -130,7 +130,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let data = questions(dir.path());
     let model = fixture("text_basic");
-    let args = ["--steps", "16", "--save-every", "3", "--reward", "vote", "--n-votes", "8", "--max-response-tokens", "12"];
+    let args = ["--steps", "16", "--save-every", "3", "--reward", "vote", "--n-votes", "8", "--max-response-tokens", "12", "--lora-dropout", "0.1"];
     let whole = dir.path().join("whole");
     let o = adapt(&model, &data, &whole, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

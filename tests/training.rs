@@ -27,7 +27,7 @@ fn total_loss(t: &Thinker, cfg: &LossConfig, old: Option<&Tensor>) -> (Tensor, T
     let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap().context(0).unwrap();
     let answers = vec![vec![331, 357, 165, 55], vec![20, 30, 402]];
     let lp = t.answer_logprobs(&prompt, &answers, 1.0, Pass::TRAIN).unwrap();
-    let base = t.answer_logprobs(&prompt, &answers, 1.0, Pass { differentiable: false, adapters: false }).unwrap();
+    let base = t.answer_logprobs(&prompt, &answers, 1.0, Pass::BASE).unwrap();
     let old = match old {
         Some(o) => o.clone(),
         None => (lp.logp.detach() - 0.05).unwrap(),
@@ -110,6 +110,7 @@ fn reward_rises_on_a_toy_task() {
         temperature: 1.0,
         grad_clip: 1.0,
         filter_equal_rewards: true,
+        dropout_seed: 0,
     };
     let target = 331u32; // about 5% of sampled tokens at the start
     let mut rng = Rng::seed(7);
@@ -145,7 +146,7 @@ fn a_nan_loss_skips_the_step() {
     let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
     let r = rollout(&t, &prompt, 400, 3, &gen, &mut Rng::seed(1)).unwrap();
     let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
-    let cfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false };
+    let cfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false, dropout_seed: 0 };
     let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
     assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "{stats:?}");
     assert_eq!(opt.step, 0);
@@ -174,4 +175,29 @@ fn batched_rollouts_keep_each_prompts_context() {
     let b = t.answer_logprobs(&alone.context, &alone.answers, 1.0, Pass::TRAIN).unwrap().logp;
     let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(d < 1e-5, "{d}");
+}
+
+/// LoRA dropout: a seeded mask (the same seed gives the same log-probs, another seed others),
+/// off outside training, and the gradients still reach every adapter.
+#[test]
+fn lora_dropout_is_seeded_and_keeps_gradients() {
+    let (mut t, adapters) = model(DType::F32);
+    t.set_lora_dropout(0.3).unwrap();
+    let batch = PromptBatch::left_padded(&[vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198]], 400).unwrap();
+    let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap().context(0).unwrap();
+    let answers = vec![vec![331, 357, 165, 55], vec![20, 30, 402]];
+    let lp = |seed: Option<u64>| {
+        let pass = Pass { dropout_seed: seed, ..Pass::TRAIN };
+        t.answer_logprobs(&prompt, &answers, 1.0, pass).unwrap().logp
+    };
+    let values = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(values(&lp(Some(1))), values(&lp(Some(1))));
+    assert_ne!(values(&lp(Some(1))), values(&lp(Some(2))));
+    assert_ne!(values(&lp(Some(1))), values(&lp(None)));
+    let grads = lp(Some(3)).sum_all().unwrap().backward().unwrap();
+    for (name, l) in &adapters {
+        let g = grads.get(l.a.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(g > 0.0, "{name}");
+    }
+    assert!(t.set_lora_dropout(1.0).is_err());
 }

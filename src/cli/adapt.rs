@@ -89,6 +89,9 @@ pub struct AdaptArgs {
     /// Comma-separated projections to adapt.
     #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", value_delimiter = ',')]
     lora_targets: Vec<String>,
+    /// Dropout on the adapters' input while training (PEFT's lora_dropout).
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f32,
     /// Train every decoder projection instead of LoRA adapters (small models, f32).
     #[arg(long)]
     full_finetune: bool,
@@ -171,6 +174,7 @@ pub fn run_adapt(args: AdaptArgs) -> Result<()> {
         lora_rank: args.lora_rank,
         lora_alpha: args.lora_alpha,
         lora_targets: args.lora_targets.clone(),
+        lora_dropout: args.lora_dropout,
         full_finetune: args.full_finetune,
         dedup: args.dedup,
         confidence_weighting: args.confidence_weighting,

@@ -525,6 +525,17 @@ impl Thinker {
         Ok(())
     }
 
+    /// Sets the dropout on every adapter's input during training (0 = off).
+    pub fn set_lora_dropout(&mut self, p: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            bail!("LoRA dropout must be in [0, 1) (got {p})");
+        }
+        for (i, (_, _, linear)) in self.text.adaptable_mut().into_iter().enumerate() {
+            linear.set_lora_dropout(p, i as u64);
+        }
+        Ok(())
+    }
+
     /// Makes every decoder projection's weight trainable (full fine-tuning, for small models);
     /// returns them by their checkpoint name (`thinker.model.layers.N.self_attn.q_proj.weight`).
     pub fn make_decoder_trainable(&mut self) -> Result<Vec<(String, Var)>> {

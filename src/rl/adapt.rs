@@ -62,6 +62,8 @@ pub struct AdaptConfig {
     pub lora_rank: usize,
     pub lora_alpha: f64,
     pub lora_targets: Vec<String>,
+    #[serde(default)]
+    pub lora_dropout: f32,
     /// Train every decoder projection's weight instead of LoRA adapters (small models).
     #[serde(default)]
     pub full_finetune: bool,
@@ -136,7 +138,7 @@ fn adapter_config(cfg: &AdaptConfig) -> AdapterConfig {
         peft_type: "LORA".into(),
         r: cfg.lora_rank,
         lora_alpha: cfg.lora_alpha,
-        lora_dropout: 0.0,
+        lora_dropout: cfg.lora_dropout as f64,
         target_modules: cfg.lora_targets.clone(),
         bias: "none".into(),
         task_type: "CAUSAL_LM".into(),
@@ -236,7 +238,9 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
             let trainable = if cfg.full_finetune {
                 Trainable::Full(thinker.make_decoder_trainable()?)
             } else {
-                Trainable::Lora(thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?)
+                let adapters = thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
+                thinker.set_lora_dropout(cfg.lora_dropout)?;
+                Trainable::Lora(adapters)
             };
             let opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
             let st = RunState {
@@ -287,6 +291,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         temperature: cfg.temperature.max(1e-6),
         grad_clip: cfg.grad_clip,
         filter_equal_rewards: cfg.filter_equal_rewards,
+        dropout_seed: 0,
     };
     let progress = if quiet {
         indicatif::ProgressBar::hidden()
@@ -391,7 +396,8 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         let stats = if groups.is_empty() {
             super::trainer::UpdateStats { skipped: Some("no question could be used this step".into()), ..Default::default() }
         } else {
-            update(&thinker, &mut opt, &groups, &update_cfg)?
+            let step_cfg = UpdateConfig { dropout_seed: cfg.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.step as u64), ..update_cfg.clone() };
+            update(&thinker, &mut opt, &groups, &step_cfg)?
         };
         m.update_s = t2.elapsed().as_secs_f64();
         // Metrics.

@@ -70,6 +70,7 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
 pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, Arc<Lora>)>, AdapterConfig)> {
     let cfg = read_adapter_config(dir)?;
     let adapters = thinker.attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
+    thinker.set_lora_dropout(cfg.lora_dropout as f32)?;
     let path = dir.join("adapter_model.safetensors");
     let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
     for (name, lora) in &adapters {

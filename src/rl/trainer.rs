@@ -71,6 +71,8 @@ pub struct UpdateConfig {
     pub grad_clip: f64,
     /// Drop groups whose rewards are all equal (DAPO): they carry no signal.
     pub filter_equal_rewards: bool,
+    /// Seed of this update's LoRA dropout masks (used when the adapters have dropout).
+    pub dropout_seed: u64,
 }
 
 /// What an update did.
@@ -118,7 +120,8 @@ pub fn update(thinker: &Thinker, opt: &mut AdamW, groups: &[TrainGroup], cfg: &U
         } else {
             None
         };
-        let lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, Pass::TRAIN)?;
+        let pass = Pass { dropout_seed: Some(cfg.dropout_seed), ..Pass::TRAIN };
+        let lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?;
         let adv = Tensor::from_vec(adv, answers.len(), thinker.device())?.to_dtype(lp.logp.dtype())?;
         let (l, parts) = loss(&cfg.loss, &lp, &old, reference.as_ref(), &adv)?;
         let l = (l / used.len() as f64)?;
