@@ -5,7 +5,7 @@
 //! buckets, one table shared by all layers) added to every layer's attention scores.
 
 use crate::nn::Linear;
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
@@ -164,7 +164,6 @@ impl MpNet {
         for layer in &self.layers {
             xs = layer.forward(&xs, &bias, heads)?;
         }
-        let _ = DType::F32;
         Ok(xs)
     }
 }
