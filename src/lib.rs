@@ -58,7 +58,13 @@ pub fn device_from_name(name: &str) -> anyhow::Result<candle_core::Device> {
                 None => 0,
             };
             candle_core::Device::new_cuda(ordinal).map_err(|e| {
-                anyhow::anyhow!("cannot open CUDA device {ordinal}: {e} (was ttrav built with `--features cuda`?)")
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                let hint = if cfg!(feature = "cuda") {
+                    "is there an NVIDIA GPU with its driver on this machine?"
+                } else {
+                    "this ttrav was built without CUDA: build it with `cargo build --release --features cuda`"
+                };
+                anyhow::anyhow!("cannot open CUDA device {ordinal}: {first} ({hint})")
             })
         }
         other => anyhow::bail!("unknown device `{other}`: use cpu, cuda or cuda:N"),
