@@ -3,6 +3,7 @@
 mod adapt;
 mod embed;
 mod generate;
+mod parity;
 mod reward;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Adapt(Box<adapt::AdaptArgs>),
     /// pass@1 / maj@K / BLEU / ROUGE-L of a model (and adapter) on a dataset.
     Eval(adapt::EvalArgs),
+    /// Check the thinker against transformers parity fixtures (e.g. on a GPU).
+    Parity(parity::ParityArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -38,5 +41,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Reward(args) => reward::run(args),
         Command::Adapt(args) => adapt::run_adapt(*args),
         Command::Eval(args) => adapt::run_eval(args),
+        Command::Parity(args) => parity::run(args),
     }
 }

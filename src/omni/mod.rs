@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod config;
 pub mod generate;
+pub mod parity;
 pub mod prompt;
 pub mod rope;
 pub mod text;
