@@ -305,6 +305,25 @@ impl Default for ImageProcessorConfig {
     }
 }
 
+impl ImageProcessorConfig {
+    /// The pixel limits of a preprocessor_config.json (`min_pixels`, `max_pixels`); defaults where
+    /// the file or a field is missing.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let mut cfg = Self::default();
+        let Ok(text) = std::fs::read_to_string(path) else { return Ok(cfg) };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", path.display(), e.line(), e.column())
+        })?;
+        if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
+            cfg.min_pixels = m as usize;
+        }
+        if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
+            cfg.max_pixels = m as usize;
+        }
+        Ok(cfg)
+    }
+}
+
 /// The vision tower's input for one RGB image: patches `[N, 1176]` and `[1, grid_h, grid_w]`.
 pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<(Vec<f32>, [usize; 3]), String> {
     let (h, w) = smart_resize(img.height() as usize, img.width() as usize, cfg.min_pixels, cfg.max_pixels)?;

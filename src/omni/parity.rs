@@ -158,21 +158,6 @@ fn visual_inputs(
         .collect()
 }
 
-/// The image processor settings of a fixture (its preprocessor_config.json, else defaults).
-fn image_config(dir: &Path) -> Result<ImageProcessorConfig> {
-    let mut cfg = ImageProcessorConfig::default();
-    if let Ok(text) = std::fs::read_to_string(dir.join("preprocessor_config.json")) {
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
-            cfg.min_pixels = m as usize;
-        }
-        if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
-            cfg.max_pixels = m as usize;
-        }
-    }
-    Ok(cfg)
-}
-
 fn rgb_of(t: &Tensor) -> Result<image::RgbImage> {
     let (h, w, _) = t.dims3()?;
     let data: Vec<u8> = t.flatten_all()?.to_vec1()?;
@@ -289,7 +274,7 @@ pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
                 }
             }
             "pixel_values" => {
-                let cfg = image_config(dir)?;
+                let cfg = ImageProcessorConfig::from_file(&dir.join("preprocessor_config.json"))?;
                 let mut raws: Vec<&String> = inputs.keys().filter(|k| k.starts_with("raw_image")).collect();
                 raws.sort();
                 if raws.is_empty() {

@@ -303,16 +303,7 @@ impl Processor {
     pub fn load(model: &ModelSource) -> Result<Self> {
         let mut p = Self::new(TextTokenizer::load(model)?, ChatTemplate::load(model)?);
         if let Some(path) = model.get_optional("preprocessor_config.json")? {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", path.display(), e.line(), e.column())
-            })?;
-            if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
-                p.image.min_pixels = m as usize;
-            }
-            if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
-                p.image.max_pixels = m as usize;
-            }
+            p.image = crate::media::image::ImageProcessorConfig::from_file(&path)?;
             p.video = crate::media::video::video_config_from_file(&path)?;
         }
         if let Some(path) = model.get_optional("video_preprocessor_config.json")? {

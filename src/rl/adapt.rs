@@ -306,14 +306,17 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
     };
     let mut rng = Rng::from_state(state.rng);
     let n_items = dataset.items.len();
+    let mut order = (state.position.epoch, epoch_order(n_items, cfg.seed, state.position.epoch));
     while state.step < cfg.steps {
         let t_step = Instant::now();
         let mut m = StepMetrics { step: state.step + 1, ..Default::default() };
         // The step's questions.
         let mut questions: Vec<&Item> = Vec::new();
         while questions.len() < cfg.questions_per_step {
-            let order = epoch_order(n_items, cfg.seed, state.position.epoch);
-            questions.push(&dataset.items[order[state.position.index]]);
+            if order.0 != state.position.epoch {
+                order = (state.position.epoch, epoch_order(n_items, cfg.seed, state.position.epoch));
+            }
+            questions.push(&dataset.items[order.1[state.position.index]]);
             state.position.index += 1;
             if state.position.index == n_items {
                 state.position = DataPosition { epoch: state.position.epoch + 1, index: 0 };
