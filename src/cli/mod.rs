@@ -2,6 +2,7 @@
 
 mod adapt;
 mod embed;
+mod eval;
 mod generate;
 mod parity;
 mod reward;
@@ -26,7 +27,7 @@ enum Command {
     /// Test-time RL: sample, score without labels, update with GRPO + LoRA.
     Adapt(Box<adapt::AdaptArgs>),
     /// pass@1 / maj@K / BLEU / ROUGE-L of a model (and adapter) on a dataset.
-    Eval(adapt::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Check the thinker against transformers parity fixtures (e.g. on a GPU).
     Parity(parity::ParityArgs),
 }
@@ -40,7 +41,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Reward(args) => reward::run(args),
         Command::Adapt(args) => adapt::run_adapt(*args),
-        Command::Eval(args) => adapt::run_eval(args),
+        Command::Eval(args) => eval::run_eval(args),
         Command::Parity(args) => parity::run(args),
     }
 }

@@ -7,4 +7,5 @@ pub mod eval;
 pub mod grpo;
 pub mod judge;
 pub mod optim;
+pub mod plot;
 pub mod trainer;
