@@ -160,6 +160,10 @@ pub struct StepMetrics {
     pub step: usize,
     pub reward_mean: f64,
     pub majority_ratio: f64,
+    /// Share of the sampled answers that are correct (when the data has answers; evaluation
+    /// only, never seen by the reward).
+    #[serde(default)]
+    pub accuracy: Option<f64>,
     pub label_accuracy: Option<f64>,
     pub reward_accuracy: Option<f64>,
     pub mean_pairwise_similarity: Option<f64>,
@@ -326,6 +330,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         let (mut rollout_s, mut reward_s, mut generated) = (0.0, 0.0, 0usize);
         let mut rollouts = Vec::new();
         let mut scored_all = Vec::new();
+        let mut answer_accuracy: Vec<f64> = Vec::new();
         // Encode every question's prompt (a bad item is reported and skipped) ...
         let t0 = Instant::now();
         let mut usable: Vec<(&Item, crate::omni::thinker::EncodedPrompt)> = Vec::new();
@@ -379,6 +384,10 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
                 }
             };
             reward_s += t1.elapsed().as_secs_f64();
+            if let (Some(gold), true) = (item.answer.as_deref(), is_closed_form(item.kind)) {
+                let ok = texts.iter().filter(|t| super::eval::correct(item.kind, t, gold, Default::default(), item.choices.as_deref())).count();
+                answer_accuracy.push(ok as f64 / texts.len().max(1) as f64);
+            }
             let chosen = reward::select_samples(&texts, cfg.n_samples, cfg.dedup);
             scored_all.push((scored, chosen, item.kind));
             rollouts.push(r);
@@ -407,6 +416,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         let rewards: Vec<f64> = scored_all.iter().flat_map(|(s, c, _)| c.iter().map(|&i| s.rewards[i] as f64)).collect();
         m.reward_mean = mean(&rewards);
         m.majority_ratio = mean(&scored_all.iter().map(|(s, _, _)| s.diagnostics.majority_ratio as f64).collect::<Vec<_>>());
+        m.accuracy = (!answer_accuracy.is_empty()).then(|| mean(&answer_accuracy));
         m.label_accuracy = mean_opt(&scored_all.iter().map(|(s, _, _)| s.diagnostics.label_accuracy.map(|x| x as f64)).collect::<Vec<_>>());
         m.reward_accuracy = mean_opt(&scored_all.iter().map(|(s, _, _)| s.diagnostics.reward_accuracy.map(|x| x as f64)).collect::<Vec<_>>());
         m.mean_pairwise_similarity =

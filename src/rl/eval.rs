@@ -88,7 +88,8 @@ pub struct EvalReport {
     pub skipped: Vec<String>,
 }
 
-fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, choices: Option<&[String]>) -> bool {
+/// Whether `reply` answers a closed-form item (multiple choice or math) with `gold`.
+pub fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, choices: Option<&[String]>) -> bool {
     match kind {
         TaskKind::MultipleChoice => crate::reward::extract::choice_letter(reply.trim(), format, choices)
             .is_some_and(|c| gold.trim().eq_ignore_ascii_case(&c.to_string())),
