@@ -20,7 +20,7 @@ fn bench_update(c: &mut Criterion) {
     let mut cfg = ThinkerConfig::from_file(&path).unwrap();
     cfg.text.num_hidden_layers = 1;
     cfg.text.vocab_size = 4096;
-    let mut t = Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap();
+    let mut t = Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0;
     let targets: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].iter().map(|s| s.to_string()).collect();
     let adapters = t.attach_lora(16, 32.0, &targets, 0.01, &mut Rng::seed(0)).unwrap();
     let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();

@@ -181,6 +181,35 @@ impl RmsNorm {
     }
 }
 
+/// Layer normalisation with a learned scale and shift (the towers' pre-norms), computed in f32.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(dim, "weight")?, bias: vb.get(dim, "bias")?, eps })
+    }
+
+    /// The fused kernel, or composed (differentiable) ops when `differentiable`.
+    pub fn apply(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        if !differentiable && dtype != DType::F64 {
+            let x = xs.to_dtype(DType::F32)?.contiguous()?;
+            let (w, b) = (self.weight.to_dtype(DType::F32)?, self.bias.to_dtype(DType::F32)?);
+            return candle_nn::ops::layer_norm(&x, &w, &b, self.eps as f32)?.to_dtype(dtype);
+        }
+        let x = xs.to_dtype(if dtype == DType::F64 { DType::F64 } else { DType::F32 })?;
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
 /// Rotates pairs `(x[i], x[i + d/2])` by the angles whose cosines and sines are given
 /// (`cos`, `sin`: [B, L, d/2]); `xs`: [B, heads, L, d]. The fused kernel; no gradient.
 pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -240,6 +269,16 @@ mod tests {
         let a = apply_rotary(&xs, &cos, &sin)?;
         let b = apply_rotary_diff(&xs, &cos, &sin)?;
         let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norm_fast_and_diff_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = LayerNorm { weight: Tensor::randn(1f32, 0.5, 16, &dev)?, bias: Tensor::randn(0f32, 0.5, 16, &dev)?, eps: 1e-5 };
+        let xs = (Tensor::randn(0f32, 2.0, (3, 7, 16), &dev)? + 3.0)?;
+        let diff = (norm.apply(&xs, false)? - norm.apply(&xs, true)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{diff}");
         Ok(())
     }

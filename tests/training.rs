@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::fixture;
 use ttrav::nn::Pass;
-use ttrav::rl::grpo::{loss, LossConfig};
+use ttrav::rl::grpo::{loss, AggScale, LossConfig, LossInputs};
 use ttrav::{ModelSource, PrefillOptions, PromptBatch, Rng, Thinker};
 
 const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -33,7 +33,9 @@ fn total_loss(t: &Thinker, cfg: &LossConfig, old: Option<&Tensor>) -> (Tensor, T
         None => (lp.logp.detach() - 0.05).unwrap(),
     };
     let adv = Tensor::new(&[1.0f64, -0.5], &Device::Cpu).unwrap().to_dtype(lp.logp.dtype()).unwrap();
-    (loss(cfg, &lp, &old, Some(&base.logp.detach()), &adv).unwrap().0, old)
+    let reference = base.logp.detach();
+    let inputs = LossInputs { logp: &lp.logp, old_logp: &old, advantages: &adv, mask: &lp.mask, ref_logp: Some(&reference), entropy: Some(&lp.entropy) };
+    (loss(cfg, &inputs, &AggScale::of_mask(&lp.mask).unwrap()).unwrap().0, old)
 }
 
 fn cfg() -> LossConfig {
@@ -104,14 +106,7 @@ fn reward_rises_on_a_toy_task() {
     let mut opt = AdamW::new(AdamWConfig { lr: 0.05, total_steps: steps, weight_decay: 0.0, ..Default::default() }, params).unwrap();
     let prompt = EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198], ..Default::default() };
     let gen = GenerationConfig { max_new_tokens: 6, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
-    let cfg = UpdateConfig {
-        loss: Default::default(),
-        advantage: AdvantageKind::Grpo,
-        temperature: 1.0,
-        grad_clip: 1.0,
-        filter_equal_rewards: true,
-        dropout_seed: 0,
-    };
+    let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: true, ..Default::default() };
     let target = 331u32; // about 5% of sampled tokens at the start
     let mut rng = Rng::seed(7);
     let mut history = Vec::new();
@@ -146,7 +141,7 @@ fn a_nan_loss_skips_the_step() {
     let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
     let r = rollout(&t, &prompt, 400, 3, &gen, &mut Rng::seed(1)).unwrap();
     let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
-    let cfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false, dropout_seed: 0 };
+    let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, ..Default::default() };
     let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
     assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "{stats:?}");
     assert_eq!(opt.step, 0);

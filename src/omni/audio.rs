@@ -5,10 +5,10 @@
 //! each chunk -> average pooling of row pairs over the whole clip -> LayerNorm -> projection to
 //! the text hidden size. One output row per `<|AUDIO|>` token.
 
-use crate::nn::Linear;
+use crate::nn::{softmax_last, LayerNorm, Linear};
 use crate::omni::config::AudioConfig;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
+use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
 
 /// Frames after the stride-2 convolution for `frames` mel frames.
 pub fn frames_after_conv(frames: usize) -> usize {
@@ -47,7 +47,7 @@ impl Attention {
     }
 
     /// `xs`: [chunks, T, D]; `mask`: additive [chunks, 1, 1, T] for padded rows.
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, differentiable: bool) -> Result<Tensor> {
         let (c, t, d) = xs.dims3()?;
         let hd = d / self.heads;
         let split = |x: Tensor| x.reshape((c, t, self.heads, hd))?.transpose(1, 2)?.contiguous();
@@ -59,7 +59,7 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = softmax_last(&scores, differentiable)?.to_dtype(v.dtype())?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((c, t, d))?;
         self.out_proj.forward(&out)
     }
@@ -78,17 +78,18 @@ impl EncoderLayer {
     fn load(cfg: &AudioConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
         Ok(Self {
-            self_attn_layer_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            self_attn_layer_norm: LayerNorm::load(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
             self_attn: Attention::load(cfg, vb.pp("self_attn"))?,
-            final_layer_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+            final_layer_norm: LayerNorm::load(d, 1e-5, vb.pp("final_layer_norm"))?,
             fc1: Linear::load(d, cfg.encoder_ffn_dim, true, vb.pp("fc1"))?,
             fc2: Linear::load(cfg.encoder_ffn_dim, d, true, vb.pp("fc2"))?,
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = (xs + self.self_attn.forward(&self.self_attn_layer_norm.forward(xs)?, mask)?)?;
-        let ff = self.fc2.forward(&self.fc1.forward(&self.final_layer_norm.forward(&h)?)?.gelu_erf()?)?;
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, differentiable: bool) -> Result<Tensor> {
+        let normed = self.self_attn_layer_norm.apply(xs, differentiable)?;
+        let h = (xs + self.self_attn.forward(&normed, mask, differentiable)?)?;
+        let ff = self.fc2.forward(&self.fc1.forward(&self.final_layer_norm.apply(&h, differentiable)?)?.gelu_erf()?)?;
         h + ff
     }
 }
@@ -131,15 +132,16 @@ impl AudioTower {
             layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::load(cfg, vb.pp("layers").pp(i)))
                 .collect::<Result<Vec<_>>>()?,
-            ln_post: candle_nn::layer_norm(d, 1e-5, vb.pp("ln_post"))?,
+            ln_post: LayerNorm::load(d, 1e-5, vb.pp("ln_post"))?,
             proj: Linear::load(d, cfg.output_dim, true, vb.pp("proj"))?,
             cfg: cfg.clone(),
         })
     }
 
     /// Encodes clips given as their valid log-mel frames (`[n_mels, frames]` each); returns one
-    /// `[tokens, output_dim]` tensor per clip.
-    pub fn forward(&self, clips: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// `[tokens, output_dim]` tensor per clip. `differentiable` uses composed ops instead of the
+    /// fused kernels (training).
+    pub fn forward(&self, clips: &[Tensor], differentiable: bool) -> Result<Vec<Tensor>> {
         let chunk = 2 * self.cfg.n_window;
         let device = self.positions.device();
         let dtype = self.positions.dtype();
@@ -189,7 +191,7 @@ impl AudioTower {
             Some(Tensor::from_vec(m, (valid.len(), 1, 1, t2), device)?)
         };
         for layer in &self.layers {
-            xs = layer.forward(&xs, mask.as_ref())?;
+            xs = layer.forward(&xs, mask.as_ref(), differentiable)?;
         }
         // 5. Per clip: valid rows of its chunks, average pooling of pairs, ln_post, projection.
         let mut outputs = Vec::with_capacity(clips.len());
@@ -207,7 +209,7 @@ impl AudioTower {
             }
             let d = h.dim(1)?;
             let pooled = h.narrow(0, 0, 2 * tokens)?.reshape((tokens, 2, d))?.mean(1)?;
-            outputs.push(self.proj.forward(&self.ln_post.forward(&pooled)?)?);
+            outputs.push(self.proj.forward(&self.ln_post.apply(&pooled, differentiable)?)?);
         }
         Ok(outputs)
     }

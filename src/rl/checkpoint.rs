@@ -100,16 +100,23 @@ pub fn save_full(dir: &Path, params: &[(String, candle_core::Var)]) -> Result<()
 /// Makes the decoder trainable and loads fully fine-tuned weights from `dir`.
 pub fn load_full(thinker: &mut Thinker, dir: &Path) -> Result<Vec<(String, candle_core::Var)>> {
     let params = thinker.make_decoder_trainable()?;
-    let path = dir.join(FULL_WEIGHTS);
-    let t = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
-    for (name, var) in &params {
+    set_params(&dir.join(FULL_WEIGHTS), &params)?;
+    Ok(params)
+}
+
+/// Sets each variable from the tensor of its name in the safetensors file at `path` (every one
+/// must be there, with the variable's shape).
+pub fn set_params(path: &Path, params: &[(String, candle_core::Var)]) -> Result<()> {
+    let device = params.first().map_or(Device::Cpu, |(_, v)| v.device().clone());
+    let t = candle_core::safetensors::load(path, &device).with_context(|| format!("cannot read {}", path.display()))?;
+    for (name, var) in params {
         let w = t.get(name).with_context(|| format!("{}: tensor `{name}` is missing", path.display()))?;
         if w.dims() != var.as_tensor().dims() {
             bail!("{}: tensor `{name}` has shape {:?}, the model needs {:?}", path.display(), w.dims(), var.as_tensor().dims());
         }
         var.set(&w.to_dtype(var.dtype())?)?;
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Loads what a training run produced into `thinker`: a LoRA adapter (PEFT layout) or fully

@@ -8,4 +8,6 @@ pub mod grpo;
 pub mod judge;
 pub mod optim;
 pub mod plot;
+pub mod run;
+pub mod sft;
 pub mod trainer;
