@@ -214,3 +214,27 @@ fn non_finite_logits_stop_generation_with_an_error() {
         assert!(err.contains("sampling new token 1 of sequence 0") && err.contains("not finite"), "{err}");
     }
 }
+
+#[test]
+fn eval_data_honours_the_media_root_and_prompt_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = questions(dir.path(), 2);
+    // An image written here but named by a path from another machine, and an over-long question.
+    let img = image::RgbImage::from_fn(56, 56, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 90]));
+    img.save(dir.path().join("pic.png")).unwrap();
+    let eval = dir.path().join("eval.jsonl");
+    std::fs::write(
+        &eval,
+        format!(
+            "{}\n{}\n",
+            r#"{"id": "img", "question": "Which colour?", "images": ["/data/other/images/pic.png"], "choices": ["red", "blue"], "answer": "A"}"#,
+            format!(r#"{{"id": "long", "question": "{}", "choices": ["x", "y"], "answer": "A"}}"#, "word ".repeat(1000)),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let text = ok(&adapt(&data, &out, &["--steps", "1", "--eval-data", eval.to_str().unwrap(), "--media-root", dir.path().to_str().unwrap(), "--max-prompt-tokens", "800"]));
+    // The image item is scored (found under the media root); the long one is skipped.
+    let before = text.lines().find(|l| l.starts_with("eval before")).unwrap_or_default().to_string();
+    assert!(before.contains("(1 closed-form)") && before.contains("1 items skipped"), "{text}");
+}
