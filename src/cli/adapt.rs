@@ -111,7 +111,7 @@ pub struct AdaptArgs {
     /// Checkpoint every K steps (and at the end).
     #[arg(long, default_value_t = 10)]
     save_every: usize,
-    /// Output folder: metrics.jsonl, checkpoint/, reward.svg, config.json.
+    /// Output folder: metrics.jsonl, checkpoint/, plot.png, plot.svg, config.json.
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.

@@ -457,7 +457,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
         }
     }
     progress.finish_and_clear();
-    super::plot::write_plot(&cfg.out.join("reward.svg"), &all)?;
+    super::plot::write_plots(&cfg.out, &all)?;
     Ok(all)
 }
 
