@@ -422,7 +422,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device:
         }
     }
     progress.finish_and_clear();
-    super::plot::write_plot(&out.join("reward.svg"), &all)?;
+    super::plot::write_plots(&out, &all)?;
     Ok(AdaptSummary { metrics: all, skipped_at_load: run.state.skipped_at_load })
 }
 
