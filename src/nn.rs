@@ -210,6 +210,44 @@ impl LayerNorm {
     }
 }
 
+/// A 1-D convolution `[B, C_in, L] -> [B, C_out, L_out]` with bias (the audio tower's front end).
+/// The differentiable path is an explicit unfold and matmul: Candle 0.11's `conv1d` backward
+/// gives wrong kernel gradients for batches of more than one sequence.
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv1d {
+    /// Loads `weight` `[out, in, kernel]` and `bias` `[out]`.
+    pub fn load(in_dim: usize, out_dim: usize, kernel: usize, padding: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get((out_dim, in_dim, kernel), "weight")?, bias: vb.get(out_dim, "bias")?, padding, stride })
+    }
+
+    /// Candle's kernel, or the unfold-and-matmul path when `differentiable`.
+    pub fn apply(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let bias = self.bias.reshape((1, (), 1))?;
+        if !differentiable {
+            return xs.conv1d(&self.weight, self.padding, self.stride, 1, 1)?.broadcast_add(&bias);
+        }
+        let (b, c, l) = xs.dims3()?;
+        let (out, _, k) = self.weight.dims3()?;
+        let padded = xs.pad_with_zeros(2, self.padding, self.padding)?;
+        let l_out = (l + 2 * self.padding - k) / self.stride + 1;
+        let starts = Tensor::arange_step(0u32, (l_out * self.stride) as u32, self.stride as u32, xs.device())?;
+        // cols[b, c, j, t] = padded[b, c, t * stride + j]
+        let cols = (0..k)
+            .map(|j| padded.narrow(2, j, l + 2 * self.padding - j)?.contiguous()?.index_select(&starts, 2))
+            .collect::<Result<Vec<_>>>()?;
+        let cols = Tensor::stack(&cols, 2)?.permute((0, 3, 1, 2))?.reshape((b, l_out, c * k))?;
+        let w = self.weight.reshape((out, c * k))?;
+        cols.broadcast_matmul(&w.t()?)?.transpose(1, 2)?.broadcast_add(&bias)
+    }
+}
+
 /// Rotates pairs `(x[i], x[i + d/2])` by the angles whose cosines and sines are given
 /// (`cos`, `sin`: [B, L, d/2]); `xs`: [B, heads, L, d]. The fused kernel; no gradient.
 pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -270,6 +308,37 @@ mod tests {
         let b = apply_rotary_diff(&xs, &cos, &sin)?;
         let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn conv1d_fast_and_diff_agree_and_the_diff_gradient_is_right() -> Result<()> {
+        let dev = Device::Cpu;
+        for stride in [1, 2] {
+            let conv = Conv1d { weight: Tensor::randn(0f64, 1.0, (5, 4, 3), &dev)?, bias: Tensor::randn(0f64, 1.0, 5, &dev)?, padding: 1, stride };
+            let xs = Tensor::randn(0f64, 1.0, (3, 4, 11), &dev)?;
+            let diff = (conv.apply(&xs, false)? - conv.apply(&xs, true)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(diff < 1e-10, "stride {stride}: {diff}");
+            // The kernel gradient against finite differences, for a batch of 3.
+            let w = Var::from_tensor(&conv.weight)?;
+            let g = Tensor::randn(0f64, 1.0, conv.apply(&xs, false)?.shape(), &dev)?;
+            let f = |weight: &Tensor| -> Result<f64> {
+                let c = Conv1d { weight: weight.clone(), ..conv.clone() };
+                (c.apply(&xs, true)? * &g)?.sum_all()?.to_scalar::<f64>()
+            };
+            let grads = (Conv1d { weight: w.as_tensor().clone(), ..conv.clone() }.apply(&xs, true)? * &g)?.sum_all()?.backward()?;
+            let an: Vec<f64> = grads.get(w.as_tensor()).expect("a kernel gradient").flatten_all()?.to_vec1()?;
+            let orig: Vec<f64> = conv.weight.flatten_all()?.to_vec1()?;
+            for k in [0, 7, 31, 59] {
+                let at = |d: f64| -> Result<f64> {
+                    let mut v = orig.clone();
+                    v[k] += d;
+                    f(&Tensor::from_vec(v, (5, 4, 3), &dev)?)
+                };
+                let numeric = (at(1e-6)? - at(-1e-6)?) / 2e-6;
+                assert!((numeric - an[k]).abs() < 1e-6, "stride {stride}, weight {k}: {} vs {numeric}", an[k]);
+            }
+        }
         Ok(())
     }
 

@@ -5,10 +5,10 @@
 //! each chunk -> average pooling of row pairs over the whole clip -> LayerNorm -> projection to
 //! the text hidden size. One output row per `<|AUDIO|>` token.
 
-use crate::nn::{softmax_last, LayerNorm, Linear};
+use crate::nn::{softmax_last, Conv1d, LayerNorm, Linear};
 use crate::omni::config::AudioConfig;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 /// Frames after the stride-2 convolution for `frames` mel frames.
 pub fn frames_after_conv(frames: usize) -> usize {
@@ -54,9 +54,9 @@ impl Attention {
         let q = split(self.q_proj.forward(xs)?)?;
         let k = split(self.k_proj.forward(xs)?)?;
         let v = split(self.v_proj.forward(xs)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(DType::F32)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(crate::omni::text::accumulation_dtype(v.dtype()))?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => scores.broadcast_add(&m.to_dtype(scores.dtype())?)?,
             None => scores,
         };
         let probs = softmax_last(&scores, differentiable)?.to_dtype(v.dtype())?;
@@ -124,10 +124,9 @@ impl AudioTower {
     /// Loads `audio_tower.*` from `vb` (scoped to the thinker's prefix).
     pub fn load(cfg: &AudioConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
-        let conv = |stride| Conv1dConfig { padding: 1, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
         Ok(Self {
-            conv1: candle_nn::conv1d(cfg.num_mel_bins, d, 3, conv(1), vb.pp("conv1"))?,
-            conv2: candle_nn::conv1d(d, d, 3, conv(2), vb.pp("conv2"))?,
+            conv1: Conv1d::load(cfg.num_mel_bins, d, 3, 1, 1, vb.pp("conv1"))?,
+            conv2: Conv1d::load(d, d, 3, 1, 2, vb.pp("conv2"))?,
             positions: sinusoids(cfg.max_source_positions, d, vb.device())?.to_dtype(vb.dtype())?,
             layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::load(cfg, vb.pp("layers").pp(i)))
@@ -176,8 +175,8 @@ impl AudioTower {
         let frame_mask: Vec<f32> =
             lens.iter().flat_map(|&len| (0..tmax).map(move |t| if t < len { 1.0 } else { 0.0 })).collect();
         let frame_mask = Tensor::from_vec(frame_mask, (lens.len(), 1, tmax), device)?.to_dtype(dtype)?;
-        let xs = self.conv1.forward(&xs)?.gelu_erf()?.broadcast_mul(&frame_mask)?;
-        let xs = self.conv2.forward(&xs)?.gelu_erf()?.transpose(1, 2)?;
+        let xs = self.conv1.apply(&xs, differentiable)?.gelu_erf()?.broadcast_mul(&frame_mask)?;
+        let xs = self.conv2.apply(&xs, differentiable)?.gelu_erf()?.transpose(1, 2)?;
         let t2 = xs.dim(1)?;
         // 3. Positions restart in every chunk.
         let mut xs = xs.broadcast_add(&self.positions.narrow(0, 0, t2)?.unsqueeze(0)?)?;

@@ -56,7 +56,7 @@ impl Block {
         let mut outs = Vec::with_capacity(segments.len());
         for &(start, len) in segments {
             let (qs, ks, vs) = (q.narrow(2, start, len)?, k.narrow(2, start, len)?, v.narrow(2, start, len)?);
-            let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(DType::F32)?;
+            let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(crate::omni::text::accumulation_dtype(vs.dtype()))?;
             let probs = softmax_last(&scores, diff)?.to_dtype(vs.dtype())?;
             outs.push(probs.matmul(&vs)?);
         }
