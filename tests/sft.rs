@@ -228,3 +228,38 @@ fn demo_data_refuses_a_non_empty_folder_and_the_model_is_reproducible() {
         assert_eq!(std::fs::read(m1.join(f)).unwrap(), std::fs::read(m2.join(f)).unwrap(), "{f}");
     }
 }
+
+#[test]
+fn a_left_padded_batch_scores_each_item_as_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = demo(dir.path(), 7);
+    let source = ModelSource::resolve(model.to_str().unwrap()).unwrap();
+    let t = Thinker::load(&source, &Device::Cpu, DType::F32).unwrap();
+    let p = Processor::load(&source).unwrap();
+    let ds = ttrav::data::load_dataset(&data.join("test.jsonl"), None, None).unwrap();
+    let encode = |item: &ttrav::data::Item| {
+        let mut e = p.encode_chat(&ttrav::rl::adapt::item_messages(item, None)).unwrap();
+        let mut answer = p.tokenizer.encode(&ttrav::rl::sft::completion_text(item).unwrap()).unwrap();
+        answer.push(p.tokenizer.im_end);
+        let n = answer.len();
+        e.input_ids.extend(answer);
+        (e, n)
+    };
+    let items: Vec<_> = [6, 0, 3, 5].iter().map(|&i| encode(&ds.items[i])).collect();
+    let lens: Vec<usize> = items.iter().map(|(e, _)| e.input_ids.len()).collect();
+    assert!(lens.iter().any(|&l| l != lens[0]), "the batch needs padding: {lens:?}");
+    for pass in [Pass::INFER, Pass::TRAIN] {
+        let prompts: Vec<_> = items.iter().map(|(e, _)| e.clone()).collect();
+        let n: Vec<usize> = items.iter().map(|(_, n)| *n).collect();
+        let batch = PromptBatch::from_prompts(&prompts, p.tokenizer.end_of_text).unwrap();
+        let all = t.completion_logprobs(&batch, &n, pass).unwrap();
+        let (b, width) = all.logp.dims2().unwrap();
+        for (row, (e, k)) in items.iter().enumerate() {
+            let alone = t.completion_logprobs(&PromptBatch::from_prompts(std::slice::from_ref(e), p.tokenizer.end_of_text).unwrap(), &[*k], pass).unwrap();
+            let want: Vec<f32> = alone.logp.flatten_all().unwrap().to_vec1().unwrap();
+            let got: Vec<f32> = all.logp.get(row).unwrap().narrow(0, width - k, *k).unwrap().to_vec1().unwrap();
+            let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{pass:?} row {row} of {b}: {want:?} vs {got:?}");
+        }
+    }
+}

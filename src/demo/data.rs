@@ -60,6 +60,8 @@ pub struct DemoItem {
     pub answer: String,
     pub open_question: String,
     pub open_answer: String,
+    /// The multiple-choice reply sft teaches: the media's content, then `\boxed{letter}`.
+    pub response: String,
     /// Media paths relative to the split files' folder.
     pub audio: Option<String>,
     pub image: Option<String>,
@@ -88,8 +90,9 @@ pub fn write_demo_data(dir: &Path, seed: u64, splits: &DemoSplits, overwrite: bo
         for i in 0..count {
             let family = FAMILIES[i % FAMILIES.len()];
             let item = make_item(name, i, family, &mut rng, dir)?;
-            mc.push(item_json(&item, false));
-            open.push(item_json(&item, true));
+            let teach = name == "train";
+            mc.push(item_json(&item, false, teach));
+            open.push(item_json(&item, true, teach));
         }
         write_lines(&dir.join(format!("{name}.jsonl")), &mc)?;
         write_lines(&dir.join(format!("{name}_open.jsonl")), &open)?;
@@ -106,12 +109,15 @@ fn write_lines(path: &Path, lines: &[serde_json::Value]) -> Result<()> {
     f.flush().with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn item_json(item: &DemoItem, open: bool) -> serde_json::Value {
+fn item_json(item: &DemoItem, open: bool, teach: bool) -> serde_json::Value {
     let mut v = if open {
         json!({"id": item.id, "question": item.open_question, "answer": item.open_answer, "kind": "open_ended", "task": item.family})
     } else {
         json!({"id": item.id, "question": item.question, "choices": item.choices, "answer": item.answer, "task": item.family})
     };
+    if teach && !open {
+        v["response"] = json!(item.response);
+    }
     if let Some(a) = &item.audio {
         v["audio"] = json!([a]);
     }
@@ -147,11 +153,11 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
     let audio_rel = format!("media/{split}/{id}.wav");
     let image_rel = format!("media/{split}/{id}.png");
     let numbers: Vec<String> = NUMBERS.iter().map(|s| s.to_string()).collect();
-    let (question, choices, correct, open_question, open_answer, audio, image) = match family {
+    let (question, choices, correct, open_question, open_answer, audio, image, seen) = match family {
         "beeps" => {
             let k = 1 + below(rng, 4);
             let samples = beeps(k, rng);
-            ("How many beeps are in the recording?", numbers, k - 1, "How many beeps are in the recording?", plural(k, "beep"), Some(samples), None)
+            ("How many beeps are in the recording?", numbers, k - 1, "How many beeps are in the recording?", plural(k, "beep"), Some(samples), None, plural(k, "beep"))
         }
         "pitch" => {
             let high = rng.next_u64() % 2 == 0;
@@ -162,7 +168,7 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
             add_tone(&mut s, f, start, dur, uniform(rng, 0.3, 0.6));
             let word = if high { "high" } else { "low" };
             let choices = vec!["high".to_string(), "low".to_string()];
-            ("Is the tone high or low?", choices, usize::from(!high), "Is the tone high or low?", format!("a {word} tone"), Some(s), None)
+            ("Is the tone high or low?", choices, usize::from(!high), "Is the tone high or low?", format!("a {word} tone"), Some(s), None, format!("a {word} tone"))
         }
         "longer" => {
             let first_longer = rng.next_u64() % 2 == 0;
@@ -178,7 +184,7 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
             add_tone(&mut s, f, start + d1 + gap, d2, a);
             let which = if first_longer { "first" } else { "second" };
             let choices = vec!["the first".to_string(), "the second".to_string()];
-            ("Which of the two tones is longer?", choices, usize::from(!first_longer), "Which of the two tones is longer?", format!("the {which} tone"), Some(s), None)
+            ("Which of the two tones is longer?", choices, usize::from(!first_longer), "Which of the two tones is longer?", format!("the {which} tone"), Some(s), None, format!("the {which} tone is longer"))
         }
         "colour" | "shape" => {
             let c = below(rng, 4);
@@ -187,16 +193,16 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
             let open_answer = format!("a {} {}", COLOURS[c].0, SHAPES[sh]);
             if family == "colour" {
                 let choices = COLOURS.iter().map(|(n, _)| n.to_string()).collect();
-                ("What colour is the shape?", choices, c, "Describe the shape in the picture.", open_answer, None, Some(img))
+                ("What colour is the shape?", choices, c, "Describe the shape in the picture.", open_answer.clone(), None, Some(img), open_answer)
             } else {
                 let choices = SHAPES.iter().map(|s| s.to_string()).collect();
-                ("Which shape is in the picture?", choices, sh, "Describe the shape in the picture.", open_answer, None, Some(img))
+                ("Which shape is in the picture?", choices, sh, "Describe the shape in the picture.", open_answer.clone(), None, Some(img), open_answer)
             }
         }
         "dots" => {
             let k = 1 + below(rng, 4);
             let img = dots_image(k, rng);
-            ("How many dots are in the picture?", numbers, k - 1, "How many dots are in the picture?", plural(k, "dot"), None, Some(img))
+            ("How many dots are in the picture?", numbers, k - 1, "How many dots are in the picture?", plural(k, "dot"), None, Some(img), plural(k, "dot"))
         }
         "match" => {
             let beeps_n = 1 + below(rng, 4);
@@ -214,6 +220,7 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
                 open.to_string(),
                 Some(samples),
                 Some(img),
+                format!("{} and {}", plural(beeps_n, "beep"), plural(dots_n, "dot")),
             )
         }
         other => bail!("unknown demo family {other}"),
@@ -233,6 +240,7 @@ fn make_item(split: &str, index: usize, family: &'static str, rng: &mut Rng, dir
         answer: letter(correct),
         open_question: open_question.to_string(),
         open_answer,
+        response: format!("{seen}. \\boxed{{{}}}", letter(correct)),
         audio: audio.map(|_| audio_rel),
         image: image.map(|_| image_rel),
     })

@@ -1,8 +1,9 @@
 //! `ttrav sft`: supervised fine-tuning on labelled items, cross-entropy on the answer tokens
 //! only (the prompt, its media and the padding carry no loss).
 //!
-//! The completion an item teaches is its answer as the model should write it: `\boxed{X}` for
-//! multiple choice and math, the reference text for open-ended items, then `<|im_end|>`. Full
+//! The completion an item teaches is its `response` when the data has one, else its answer as
+//! the model should write it: `\boxed{X}` for multiple choice and math, the reference text for
+//! open-ended items; then `<|im_end|>`. Full
 //! fine-tuning (the default) trains every tensor of the checkpoint, both towers and their
 //! projections included, through the differentiable forward; `--lora-rank` trains LoRA adapters
 //! on the decoder instead. The run shares adapt's machinery: AdamW with f32 moments, the cosine
@@ -88,8 +89,12 @@ pub struct SftSummary {
     pub output: PathBuf,
 }
 
-/// The completion an item teaches (without the end-of-turn token).
+/// The completion an item teaches (without the end-of-turn token): its `response` when the data
+/// gives one, else its answer as the model should write it.
 pub fn completion_text(item: &Item) -> Option<String> {
+    if let Some(r) = item.response.as_deref().filter(|r| !r.trim().is_empty()) {
+        return Some(r.to_string());
+    }
     let answer = item.answer.as_deref()?.trim();
     if answer.is_empty() {
         return None;
