@@ -18,7 +18,10 @@ pub enum AdvantageKind {
     DrGrpo,
 }
 
-/// Per-answer advantages of one group.
+/// Per-answer advantages of one group, as verl's `compute_grpo_outcome_advantage` (epsilon 1e-6).
+/// Computed in f64: verl's f32 mean of equal rewards that f32 does not hold exactly can be one
+/// rounding off, which gives such a group a std near 1e-7 and advantages near +-0.056 on some
+/// machines; ttrav gives them 0.
 pub fn advantages(rewards: &[f32], kind: AdvantageKind) -> Vec<f32> {
     let n = rewards.len();
     if n == 0 {
@@ -240,9 +243,10 @@ pub struct LossConfig {
     pub clip_low: f64,
     pub clip_high: f64,
     /// verl's `clip_ratio_c` (dual clip): for A < 0 the loss is at most `-A c`.
+    /// `f64::INFINITY` turns it off (the plain PPO-clip loss; `clip_fraction_lower` is 0).
     pub dual_clip: f64,
     pub agg: LossAgg,
-    /// Weight of the KL penalty to the frozen model (0 = off).
+    /// Weight of the KL penalty to the frozen model (the trainer computes no reference when 0).
     pub kl_coef: f64,
     pub kl_kind: KlKind,
     /// Weight of the entropy bonus (0 = off).
@@ -273,7 +277,9 @@ pub struct LossParts {
 }
 
 /// What the loss of some answers is computed from: `[B, T]` tensors (advantages `[B]` or
-/// `[B, T]`); `ref_logp` when the KL penalty is on, `entropy` when its bonus is.
+/// `[B, T]`); `ref_logp` when the KL penalty is on (verl's `use_kl_loss`: given, it is
+/// aggregated into `kl` even at weight 0), `entropy` when its bonus is (used only at a nonzero
+/// weight, as verl computes `entropy_loss` only then).
 pub struct LossInputs<'a> {
     pub logp: &'a Tensor,
     pub old_logp: &'a Tensor,
@@ -297,7 +303,9 @@ pub fn loss(cfg: &LossConfig, x: &LossInputs, scale: &AggScale) -> Result<(Tenso
         parts.entropy = value(&entropy)?;
         total = (total - (entropy * cfg.entropy_coef)?)?;
     }
-    if let (Some(r), true) = (x.ref_logp, cfg.kl_coef != 0.0) {
+    // verl's use_kl_loss: kl_loss is computed (and reported) whenever the reference is given,
+    // whatever its weight.
+    if let Some(r) = x.ref_logp {
         let kl = aggregate(&kl_tokens(x.logp, r, cfg.kl_kind)?, mask, cfg.agg, scale)?;
         parts.kl = value(&kl)?;
         total = (total + (kl * cfg.kl_coef)?)?;
