@@ -22,7 +22,7 @@ fn bench_update(c: &mut Criterion) {
     cfg.text.vocab_size = 4096;
     let mut t = Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0;
     let targets: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].iter().map(|s| s.to_string()).collect();
-    let adapters = t.attach_lora(16, 32.0, &targets, 0.01, &mut Rng::seed(0)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut t, 16, 32.0, &targets, 0.01, &mut Rng::seed(0)).unwrap();
     let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();
     let mut opt = AdamW::new(AdamWConfig { lr: 1e-4, ..Default::default() }, params).unwrap();
     let prompt = EncodedPrompt { input_ids: (0..128u32).map(|i| (i * 31 + 7) % 4000).collect(), ..Default::default() };

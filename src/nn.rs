@@ -51,11 +51,13 @@ pub struct Lora {
     pub scale: f64,
 }
 
-/// A linear layer `y = x W^T + b`, with an optional LoRA adapter merged on the fly.
+/// A linear layer `y = x W^T + b`, with an optional LoRA adapter merged on the fly, and, when its
+/// weight is being trained, optionally its original weight for the base-model passes.
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
     lora: Option<Arc<Lora>>,
+    frozen: Option<candle_nn::Linear>,
     /// Dropout on the adapter's input during training, and this layer's share of the seed.
     lora_dropout: f32,
     lora_id: u64,
@@ -70,7 +72,7 @@ impl Linear {
     }
 
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias), lora: None, lora_dropout: 0.0, lora_id: 0 }
+        Self { inner: candle_nn::Linear::new(weight, bias), lora: None, frozen: None, lora_dropout: 0.0, lora_id: 0 }
     }
 
     /// Dropout probability on the adapter's input while training; `id` tells layers apart.
@@ -89,14 +91,18 @@ impl Linear {
         (d[0], d[1])
     }
 
-    /// Makes the weight itself trainable (full fine-tuning) and returns it as a variable. The
-    /// weight must be f32 or f64.
-    pub fn make_trainable(&mut self) -> Result<Var> {
+    /// Makes the weight itself trainable (full fine-tuning) and returns it as a variable (a copy
+    /// of the weight). With `keep_frozen` the original weight stays for passes without adapters
+    /// (the frozen base model). The weight must be f32 or f64.
+    pub fn make_trainable(&mut self, keep_frozen: bool) -> Result<Var> {
         let w = self.inner.weight();
         if !matches!(w.dtype(), DType::F32 | DType::F64) {
             candle_core::bail!("full fine-tuning needs f32 (or f64) weights, not {:?}; load the model with --dtype f32", w.dtype());
         }
-        let var = Var::from_tensor(w)?;
+        let var = Var::from_tensor(&w.copy()?)?;
+        if keep_frozen {
+            self.frozen = Some(self.inner.clone());
+        }
         self.inner = candle_nn::Linear::new(var.as_tensor().clone(), self.inner.bias().cloned());
         Ok(var)
     }
@@ -109,8 +115,12 @@ impl Linear {
         self.lora.as_ref()
     }
 
-    /// The layer under `pass` (with the adapter when it has one and the pass wants it).
+    /// The layer under `pass` (with the adapter when it has one and the pass wants it; a pass
+    /// without adapters uses the frozen original weight when one is kept).
     pub fn apply(&self, xs: &Tensor, pass: Pass) -> Result<Tensor> {
+        if let (Some(frozen), false) = (&self.frozen, pass.adapters) {
+            return frozen.forward(xs);
+        }
         let y = self.inner.forward(xs)?;
         match (&self.lora, pass.adapters) {
             (Some(l), true) => {

@@ -15,7 +15,7 @@ const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
 fn model(dtype: DType) -> (Thinker, Vec<(String, std::sync::Arc<ttrav::nn::Lora>)>) {
     let mut t = Thinker::load(&ModelSource::Local(fixture("text_basic")), &Device::Cpu, dtype).unwrap();
     let targets: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
-    let adapters = t.attach_lora(2, 4.0, &targets, 0.05, &mut Rng::seed(3)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut t, 2, 4.0, &targets, 0.05, &mut Rng::seed(3)).unwrap();
     (t, adapters)
 }
 
@@ -100,7 +100,7 @@ fn reward_rises_on_a_toy_task() {
 
     let mut t = Thinker::load(&ModelSource::Local(fixture("text_basic")), &Device::Cpu, DType::F32).unwrap();
     let targets: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
-    let adapters = t.attach_lora(4, 8.0, &targets, 0.0, &mut Rng::seed(1)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut t, 4, 8.0, &targets, 0.0, &mut Rng::seed(1)).unwrap();
     let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.lora_A"), l.a.clone()), (format!("{n}.lora_B"), l.b.clone())]).collect();
     let steps = 40;
     let mut opt = AdamW::new(AdamWConfig { lr: 0.05, total_steps: steps, weight_decay: 0.0, ..Default::default() }, params).unwrap();
@@ -195,7 +195,7 @@ fn lora_dropout_is_seeded_and_keeps_gradients() {
     };
     let values = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let without_dropout = values(&lp(&t, None));
-    t.set_lora_dropout(0.3).unwrap();
+    ttrav::rl::lora::set_lora_dropout(&mut t, 0.3).unwrap();
     assert_eq!(values(&lp(&t, Some(1))), values(&lp(&t, Some(1))));
     assert_ne!(values(&lp(&t, Some(1))), values(&lp(&t, Some(2))));
     assert_ne!(values(&lp(&t, Some(1))), without_dropout);
@@ -205,5 +205,34 @@ fn lora_dropout_is_seeded_and_keeps_gradients() {
         let g = grads.get(l.a.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(g > 0.0, "{name}");
     }
-    assert!(t.set_lora_dropout(1.0).is_err());
+    assert!(ttrav::rl::lora::set_lora_dropout(&mut t, 1.0).is_err());
+}
+
+/// With full fine-tuning, the base-model pass (the KL reference, the base-model judge) runs the
+/// original weights, not the ones being trained, when the frozen copy is kept.
+#[test]
+fn full_fine_tuning_keeps_the_original_model_as_the_reference() {
+    let source = ModelSource::resolve(fixture("text_basic").to_str().unwrap()).unwrap();
+    let logits = |t: &Thinker, base: bool| -> Vec<f32> {
+        let batch = PromptBatch::left_padded(&[vec![401, 301, 198, 328, 316]], 400).unwrap();
+        let out = t.prefill(&batch, PrefillOptions { base_model: base, ..Default::default() }).unwrap();
+        out.state.next_logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let original = logits(&Thinker::load(&source, &Device::Cpu, DType::F32).unwrap(), false);
+    for keep in [true, false] {
+        let mut t = Thinker::load(&source, &Device::Cpu, DType::F32).unwrap();
+        let params = ttrav::rl::lora::make_decoder_trainable(&mut t, keep).unwrap();
+        assert_eq!(params.len(), 14);
+        for (_, v) in &params {
+            v.set(&(v.as_tensor() * 1.5).unwrap()).unwrap();
+        }
+        let (policy, base) = (logits(&t, false), logits(&t, true));
+        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff(&policy, &original) > 1e-3, "the trained weights are used by the policy");
+        if keep {
+            assert_eq!(base, original, "the base-model pass runs the original weights");
+        } else {
+            assert_eq!(base, policy, "without a frozen copy there is one model");
+        }
+    }
 }

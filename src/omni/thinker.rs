@@ -11,7 +11,7 @@ use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
 use crate::omni::vision::VisionTower;
 use crate::omni::text::{attention_mask, KvCache, TextDecoder};
 use anyhow::{bail, Context, Result};
-use crate::nn::{Lora, Pass};
+use crate::nn::Pass;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::path::PathBuf;
@@ -540,72 +540,11 @@ impl Thinker {
         Ok(())
     }
 
-    /// Sets the dropout on every adapter's input during training (0 = off).
-    pub fn set_lora_dropout(&mut self, p: f32) -> Result<()> {
-        if !(0.0..1.0).contains(&p) {
-            bail!("LoRA dropout must be in [0, 1) (got {p})");
-        }
-        for (i, (_, _, linear)) in self.text.adaptable_mut().into_iter().enumerate() {
-            linear.set_lora_dropout(p, i as u64);
-        }
-        Ok(())
-    }
-
-    /// Makes every decoder projection's weight trainable (full fine-tuning, for small models);
-    /// returns them by their checkpoint name (`thinker.model.layers.N.self_attn.q_proj.weight`).
-    pub fn make_decoder_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+    /// The decoder's projections LoRA and full fine-tuning train, with their checkpoint path
+    /// (`thinker.model.layers.N.self_attn.q_proj`) and PEFT module name (`q_proj`, ...).
+    pub fn decoder_projections_mut(&mut self) -> Vec<(String, &'static str, &mut crate::nn::Linear)> {
         let prefix = self.config.weight_prefix.clone();
-        self.text
-            .adaptable_mut()
-            .into_iter()
-            .map(|(path, _, linear)| Ok((format!("{prefix}{path}.weight"), linear.make_trainable()?)))
-            .collect()
-    }
-
-    /// Attaches LoRA adapters to the decoder projections named in `targets` (PEFT module
-    /// names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj). A starts
-    /// uniform in +-1/sqrt(in) (PEFT's Kaiming init), B at `b_std` (0 as in PEFT). Returns the
-    /// adapters by their PEFT tensor path (without the `.lora_A.weight` suffix).
-    pub fn attach_lora(
-        &mut self,
-        rank: usize,
-        alpha: f64,
-        targets: &[String],
-        b_std: f32,
-        rng: &mut crate::sampling::Rng,
-    ) -> Result<Vec<(String, std::sync::Arc<Lora>)>> {
-        if rank == 0 {
-            bail!("LoRA rank must be at least 1");
-        }
-        let known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-        if let Some(t) = targets.iter().find(|t| !known.contains(&t.as_str())) {
-            bail!("unknown LoRA target module `{t}`: use {}", known.join(", "));
-        }
-        let device = self.device.clone();
-        // Adapters train in f32 (f64 for an f64 model), whatever the base weights' dtype.
-        let dtype = crate::omni::text::accumulation_dtype(self.dtype);
-        let prefix = self.config.weight_prefix.clone();
-        let mut out = Vec::new();
-        for (path, module, linear) in self.text.adaptable_mut() {
-            if !targets.iter().any(|t| t == module) {
-                continue;
-            }
-            let (out_dim, in_dim) = linear.dims();
-            let bound = 1.0 / (in_dim as f64).sqrt();
-            let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
-            let b: Vec<f32> = if b_std > 0.0 { rng.normal_vec(out_dim * rank, b_std) } else { vec![0.0; out_dim * rank] };
-            let lora = std::sync::Arc::new(Lora {
-                a: Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &device)?.to_dtype(dtype)?)?,
-                b: Var::from_tensor(&Tensor::from_vec(b, (out_dim, rank), &device)?.to_dtype(dtype)?)?,
-                scale: alpha / rank as f64,
-            });
-            linear.set_lora(Some(lora.clone()));
-            out.push((format!("base_model.model.{prefix}{path}"), lora));
-        }
-        if out.is_empty() {
-            bail!("no LoRA target module matched ({})", targets.join(", "));
-        }
-        Ok(out)
+        self.text.adaptable_mut().into_iter().map(|(path, module, linear)| (format!("{prefix}{path}"), module, linear)).collect()
     }
 
     /// Log-probabilities of the last `completion_lens[b]` tokens of each (left-padded) sequence

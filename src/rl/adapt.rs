@@ -459,6 +459,9 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
     let resume = resume
         .map(|d| checkpoint::find_checkpoint(d).with_context(|| format!("no checkpoint to resume from in {}", d.display())))
         .transpose()?;
+    // Full fine-tuning keeps the original projections when the frozen model is needed.
+    let base_judge = matches!(&mode, Mode::Judge(j) if j.model == reward::judge::JudgeModel::Base);
+    let keep_frozen = cfg.kl_coef != 0.0 || base_judge;
     let (trainable, state) = match &resume {
         Some(dir) => {
             let path = dir.join("state.json");
@@ -466,7 +469,7 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
             let st: RunState = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
             check_resume(dir, &st.config, &cfg, &["out", "save_every"], Some((&st.data, &fingerprint, &cfg.data)), allow_changes)?;
             let trainable = if cfg.full_finetune {
-                Trainable::Full(checkpoint::load_full(&mut thinker, dir)?)
+                Trainable::Full(checkpoint::load_full(&mut thinker, dir, keep_frozen)?)
             } else {
                 Trainable::Lora(checkpoint::load_adapter(&mut thinker, dir)?.0)
             };
@@ -478,10 +481,10 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
         None => {
             let mut rng = Rng::seed(cfg.seed);
             let trainable = if cfg.full_finetune {
-                Trainable::Full(thinker.make_decoder_trainable()?)
+                Trainable::Full(super::lora::make_decoder_trainable(&mut thinker, keep_frozen)?)
             } else {
-                let adapters = thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
-                thinker.set_lora_dropout(cfg.lora_dropout)?;
+                let adapters = super::lora::attach_lora(&mut thinker, cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
+                super::lora::set_lora_dropout(&mut thinker, cfg.lora_dropout)?;
                 Trainable::Lora(adapters)
             };
             for s in &dataset.skipped {

@@ -69,8 +69,8 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
 /// Attaches the adapter in `dir` to `thinker` (its weights replace the initial ones).
 pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, Arc<Lora>)>, AdapterConfig)> {
     let cfg = read_adapter_config(dir)?;
-    let adapters = thinker.attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
-    thinker.set_lora_dropout(cfg.lora_dropout as f32)?;
+    let adapters = super::lora::attach_lora(thinker, cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
+    super::lora::set_lora_dropout(thinker, cfg.lora_dropout as f32)?;
     let path = dir.join("adapter_model.safetensors");
     let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
     for (name, lora) in &adapters {
@@ -97,9 +97,10 @@ pub fn save_full(dir: &Path, params: &[(String, candle_core::Var)]) -> Result<()
     Ok(())
 }
 
-/// Makes the decoder trainable and loads fully fine-tuned weights from `dir`.
-pub fn load_full(thinker: &mut Thinker, dir: &Path) -> Result<Vec<(String, candle_core::Var)>> {
-    let params = thinker.make_decoder_trainable()?;
+/// Makes the decoder trainable and loads fully fine-tuned weights from `dir` (with `keep_frozen`,
+/// the loaded weights remain the frozen reference, see [`super::lora::make_decoder_trainable`]).
+pub fn load_full(thinker: &mut Thinker, dir: &Path, keep_frozen: bool) -> Result<Vec<(String, candle_core::Var)>> {
+    let params = super::lora::make_decoder_trainable(thinker, keep_frozen)?;
     set_params(&dir.join(FULL_WEIGHTS), &params)?;
     Ok(params)
 }
@@ -123,7 +124,7 @@ pub fn set_params(path: &Path, params: &[(String, candle_core::Var)]) -> Result<
 /// fine-tuned weights.
 pub fn load_trained(thinker: &mut Thinker, dir: &Path) -> Result<()> {
     if dir.join(FULL_WEIGHTS).is_file() {
-        load_full(thinker, dir)?;
+        load_full(thinker, dir, false)?;
     } else {
         load_adapter(thinker, dir)?;
     }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod eval;
 pub mod grpo;
 pub mod judge;
+pub mod lora;
 pub mod optim;
 pub mod plot;
 pub mod run;

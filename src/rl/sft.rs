@@ -167,8 +167,8 @@ pub fn run(cfg: SftConfig, resume: Option<&Path>, allow_changes: bool, device: &
         (thinker, Trained::Full(params))
     } else {
         let mut thinker = Thinker::load(&source, device, crate::dtype_from_name(None, device)?)?;
-        let adapters = thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut crate::sampling::Rng::seed(cfg.seed))?;
-        thinker.set_lora_dropout(cfg.lora_dropout)?;
+        let adapters = super::lora::attach_lora(&mut thinker, cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut crate::sampling::Rng::seed(cfg.seed))?;
+        super::lora::set_lora_dropout(&mut thinker, cfg.lora_dropout)?;
         let acfg = AdapterConfig {
             peft_type: "LORA".into(),
             r: cfg.lora_rank,
