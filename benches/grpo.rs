@@ -28,7 +28,7 @@ fn bench_update(c: &mut Criterion) {
     let prompt = EncodedPrompt { input_ids: (0..128u32).map(|i| (i * 31 + 7) % 4000).collect(), ..Default::default() };
     let gen = GenerationConfig { max_new_tokens: 32, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
     let r = rollout(&t, &prompt, 0, 4, &gen, &mut Rng::seed(1)).unwrap();
-    let ucfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false, dropout_seed: 0 };
+    let ucfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, ..Default::default() };
     let mut g = c.benchmark_group("grpo_update_3b_one_layer_lora16");
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
     g.bench_function("4x32_after_128", |b| {
