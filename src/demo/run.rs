@@ -192,7 +192,7 @@ fn scores(model: &Model, thinker: &Thinker, data: &Path, cfg: &DemoConfig) -> Re
     let eval = EvalConfig {
         n: cfg.samples,
         sampling: Sampling::new(cfg.temperature, 1.0, 0)?,
-        max_response_tokens: 16,
+        max_response_tokens: 24,
         max_prompt_tokens: 4096,
         system: None,
         limit: cfg.limit,
@@ -216,7 +216,7 @@ fn adapt_on(data: &Path, reward: &str, out: &Path, cfg: &DemoConfig) -> Result<P
         "--n-votes", &cfg.samples.to_string(), "--n-samples", &cfg.n_samples.to_string(),
         "--questions-per-step", &cfg.questions_per_step.to_string(), "--steps", &cfg.steps.to_string(),
         "--lr", &cfg.lr.to_string(), "--lora-rank", &cfg.lora_rank.to_string(), "--lora-alpha", &(2 * cfg.lora_rank).to_string(),
-        "--temperature", &cfg.temperature.to_string(), "--top-p", "1.0", "--max-response-tokens", "16",
+        "--temperature", &cfg.temperature.to_string(), "--top-p", "1.0", "--max-response-tokens", "24",
         "--max-prompt-tokens", "4096", "--seed", &cfg.seed.to_string(), "--save-every", &cfg.steps.to_string(),
     ]
     .iter()
