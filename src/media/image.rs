@@ -4,8 +4,9 @@
 //! white, greyscale expanded) -> `smart_resize` to multiples of 28 within [min, max] pixels ->
 //! Pillow's antialiased bicubic resampling (two separable passes, 8-bit between them, in Pillow
 //! 13's order) -> rescale by
-//! 1/255 -> normalise with the CLIP mean and std -> patches of 2x14x14 per channel, in merge-block
-//! order: `[grid_h * grid_w, 1176]` with `grid_thw = [1, grid_h, grid_w]`.
+//! 1/255 -> normalise with the CLIP mean and std (in the processor's own floating-point order, so
+//! that pixel values match transformers' bit for bit) -> patches of 2x14x14 per channel, in
+//! merge-block order: `[grid_h * grid_w, 1176]` with `grid_thw = [1, grid_h, grid_w]`.
 
 use super::MediaError;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -244,14 +245,33 @@ pub fn resize_bicubic(img: &RgbImage, width: usize, height: usize, order: PassOr
     }
 }
 
+/// The normalised value of every 8-bit level, per channel, computed as the processor computes it
+/// (so that pixel values match bit for bit). Pillow back-end (numpy): rescale in f64
+/// (`v * (1/255)`), cast to f32, then `(x - mean) / std` in f32. torchvision back-end: rescale and
+/// normalise fused, `(v - mean * 255) / (std * 255)` in f32.
+fn normalised_levels(arithmetic: Arithmetic) -> [[f32; 256]; 3] {
+    let mut table = [[0f32; 256]; 3];
+    for (c, row) in table.iter_mut().enumerate() {
+        for (v, out) in row.iter_mut().enumerate() {
+            *out = match arithmetic {
+                Arithmetic::Pillow => ((v as f64 * (1.0 / 255.0)) as f32 - CLIP_MEAN[c]) / CLIP_STD[c],
+                Arithmetic::Torch => (v as f32 - CLIP_MEAN[c] * 255.0) / (CLIP_STD[c] * 255.0),
+            };
+        }
+    }
+    table
+}
+
 /// Patches of one or more frames of equal size: `frames` holds `temporal_patch_size` x t frames
 /// (already resized), output rows in merge-block order, each row (C, t, 14, 14) flattened.
-pub fn patchify(frames: &[&RgbImage]) -> (Vec<f32>, [usize; 3]) {
+/// `arithmetic` names the back-end whose rescale-and-normalise arithmetic is followed.
+pub fn patchify(frames: &[&RgbImage], arithmetic: Arithmetic) -> (Vec<f32>, [usize; 3]) {
     let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
     let (gh, gw) = (h / PATCH, w / PATCH);
     let gt = frames.len() / TEMPORAL_PATCH;
     let row_len = 3 * TEMPORAL_PATCH * PATCH * PATCH;
     let mut out = Vec::with_capacity(gt * gh * gw * row_len);
+    let levels = normalised_levels(arithmetic);
     // Normalised planes per frame: [C][H][W].
     let planes: Vec<Vec<f32>> = frames
         .iter()
@@ -261,8 +281,7 @@ pub fn patchify(frames: &[&RgbImage]) -> (Vec<f32>, [usize; 3]) {
             for y in 0..h {
                 for x in 0..w {
                     for c in 0..3 {
-                        let v = raw[(y * w + x) * 3 + c] as f32 * (1.0 / 255.0);
-                        p[(c * h + y) * w + x] = (v - CLIP_MEAN[c]) / CLIP_STD[c];
+                        p[(c * h + y) * w + x] = levels[c][raw[(y * w + x) * 3 + c] as usize];
                     }
                 }
             }
@@ -330,7 +349,7 @@ pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<(V
     let order = PassOrder::pillow(img.width() as usize, img.height() as usize, w, h);
     let resized = resize_bicubic(img, w, h, order, Arithmetic::Pillow);
     // One image is one temporal slice, repeated over the temporal patch.
-    Ok(patchify(&[&resized, &resized]))
+    Ok(patchify(&[&resized, &resized], Arithmetic::Pillow))
 }
 
 #[cfg(test)]
@@ -383,7 +402,7 @@ mod tests {
         for (x, _, p) in img.enumerate_pixels_mut() {
             p.0 = [(x * 4) as u8, 0, 0];
         }
-        let (px, grid) = patchify(&[&img, &img]);
+        let (px, grid) = patchify(&[&img, &img], Arithmetic::Pillow);
         assert_eq!(grid, [1, 2, 4]);
         assert_eq!(px.len(), 8 * 1176);
         // Row 1 is the second patch of the first 2x2 block: columns 14..28.

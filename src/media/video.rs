@@ -2,8 +2,9 @@
 //!
 //! Frames (already sampled at `fps`) are resized like the video processor does (antialiased
 //! bicubic on 8-bit frames, width pass then height pass) to a `smart_resize` size within the
-//! video pixel limits; an odd frame count repeats the last frame; pairs of frames make one
-//! temporal patch. `second_per_grid = 2 / fps`. A folder of frame images is read in name order.
+//! video pixel limits; rescaling and normalisation are fused as in its torchvision back-end; an
+//! odd frame count repeats the last frame; pairs of frames make one temporal patch.
+//! `second_per_grid = 2 / fps`. A folder of frame images is read in name order.
 
 use super::image::{load_image, patchify, resize_bicubic, smart_resize, Arithmetic, PassOrder, TEMPORAL_PATCH};
 use super::MediaError;
@@ -67,7 +68,7 @@ pub fn preprocess_frames(frames: &[RgbImage], cfg: &VideoProcessorConfig, fps: f
         resized.push(last);
     }
     let refs: Vec<&RgbImage> = resized.iter().collect();
-    let (pixel_values, grid) = patchify(&refs);
+    let (pixel_values, grid) = patchify(&refs, Arithmetic::Torch);
     Ok(VisualFeatures { pixel_values, grid, second_per_grid: TEMPORAL_PATCH as f32 / fps })
 }
 
