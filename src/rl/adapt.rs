@@ -225,7 +225,7 @@ pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device
                 Trainable::Lora(checkpoint::load_adapter(&mut thinker, &dir)?.0)
             };
             let mut opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
-            let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), opt.params.len(), device)?;
+            let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), &opt.params, device)?;
             opt.m = m;
             opt.v = v;
             opt.step = st.optimizer_step;

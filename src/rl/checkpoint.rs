@@ -174,11 +174,62 @@ pub fn save_moments(path: &Path, m: &[Tensor], v: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Loads moments saved by [`save_moments`] for `n` parameters.
-pub fn load_moments(path: &Path, n: usize, device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+/// Loads moments saved by [`save_moments`] for `params` (in optimizer order): each must be f32
+/// and of its parameter's shape, and the file must hold no others.
+pub fn load_moments(path: &Path, params: &[(String, candle_core::Var)], device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let t = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read {}", path.display()))?;
-    let get = |k: String| t.get(&k).cloned().with_context(|| format!("{}: `{k}` is missing", path.display()));
-    let m = (0..n).map(|i| get(format!("m.{i}"))).collect::<Result<Vec<_>>>()?;
-    let v = (0..n).map(|i| get(format!("v.{i}"))).collect::<Result<Vec<_>>>()?;
+    let get = |kind: &str, i: usize, (name, param): &(String, candle_core::Var)| -> Result<Tensor> {
+        let key = format!("{kind}.{i}");
+        let m = t.get(&key).with_context(|| format!("{}: `{key}` (the moment of `{name}`) is missing", path.display()))?;
+        if m.dims() != param.dims() || m.dtype() != candle_core::DType::F32 {
+            bail!(
+                "{}: `{key}` is {:?} {:?}, but the moment of `{name}` must be F32 {:?} (the checkpoint does not fit this adapter)",
+                path.display(),
+                m.dtype(),
+                m.dims(),
+                param.dims()
+            );
+        }
+        Ok(m.clone())
+    };
+    let m = params.iter().enumerate().map(|(i, p)| get("m", i, p)).collect::<Result<Vec<_>>>()?;
+    let v = params.iter().enumerate().map(|(i, p)| get("v", i, p)).collect::<Result<Vec<_>>>()?;
+    if t.len() != 2 * params.len() {
+        bail!("{}: it holds {} moments, but the adapter has {} parameters (2 moments each)", path.display(), t.len(), params.len());
+    }
     Ok((m, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Var};
+
+    #[test]
+    fn moments_must_fit_their_parameters() {
+        let dev = Device::Cpu;
+        let params: Vec<(String, Var)> = vec![
+            ("a.lora_A".into(), Var::zeros((2, 3), DType::F32, &dev).unwrap()),
+            ("a.lora_B".into(), Var::zeros((4, 2), DType::F32, &dev).unwrap()),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        let ones = |shape: &[usize], dtype| Tensor::ones(shape, dtype, &dev).unwrap();
+        let good = [ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F32)];
+        save_moments(&path, &good, &good).unwrap();
+        let (m, v) = load_moments(&path, &params, &dev).unwrap();
+        assert_eq!((m[1].dims(), v[0].dims()), (&[4, 2][..], &[2, 3][..]));
+
+        let cases: Vec<(Vec<Tensor>, &str)> = vec![
+            (vec![ones(&[3, 2], DType::F32), ones(&[4, 2], DType::F32)], "`m.0` is F32 [3, 2], but the moment of `a.lora_A` must be F32 [2, 3]"),
+            (vec![ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F16)], "`m.1` is F16"),
+            (vec![ones(&[2, 3], DType::F32)], "`m.1` (the moment of `a.lora_B`) is missing"),
+            (vec![ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F32), ones(&[1], DType::F32)], "holds 6 moments"),
+        ];
+        for (m, want) in cases {
+            save_moments(&path, &m, &m).unwrap();
+            let e = format!("{:#}", load_moments(&path, &params, &dev).unwrap_err());
+            assert!(e.contains("optimizer.safetensors") && e.contains(want), "{e}");
+        }
+    }
 }
