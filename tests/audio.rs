@@ -110,6 +110,32 @@ fn audio_beyond_300_seconds_is_cut() {
     assert_eq!(load_audio(&path).unwrap().len(), 16000 * 300);
 }
 
+#[test]
+fn decoding_stops_past_the_window_with_the_same_samples() {
+    // 310 s at 22.05 kHz (a chirp, so that every resampled sample depends on its neighbours):
+    // decoding stops a second past the window, and the window's samples are exactly those of
+    // decoding and resampling the whole file.
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 22050u32;
+    let x: Vec<i16> = (0..310 * rate as usize)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            (8000.0 * (2.0 * std::f64::consts::PI * (200.0 + 7.0 * t) * t).sin()) as i16
+        })
+        .collect();
+    let path = write(dir.path(), "long.wav", &wav_i16(&x, 1, rate));
+    let prefix = ttrav::media::audio::decode_file_prefix(&path, 301.0).unwrap();
+    assert!(prefix.cut);
+    let secs = prefix.samples.len() as f64 / rate as f64;
+    assert!((301.0..301.5).contains(&secs), "decoded {secs} s");
+    let whole = decode_file(&path).unwrap();
+    assert!(!whole.cut && whole.samples.len() == x.len());
+    let reference = ttrav::media::audio::resample(&whole.samples, rate, 16000).unwrap();
+    let got = load_audio(&path).unwrap();
+    assert_eq!(got.len(), 300 * 16000);
+    assert!(got == reference[..got.len()], "the window differs from resampling the whole file");
+}
+
 fn flac_bytes(samples: &[i16], rate: usize) -> Vec<u8> {
     use flacenc::component::BitRepr;
     use flacenc::error::Verify;

@@ -150,7 +150,7 @@ fn audio_in_video_prompt_matches_transformers() {
         Some("You are a helpful assistant."),
         vec![ContentItem::Text("What happens in this video?".into()), ContentItem::Video("clip.mp4".into())],
     );
-    let media = vec![MediaInput::Video(VideoInput { frames, fps: 2.0 / spg[0], audio: Some(wave) })];
+    let media = vec![MediaInput::Video(VideoInput { frames, fps: 2.0 / spg[0], audio: Some(wave), resized: false })];
     let prompt = processor.encode_chat_with_media(&messages, media).unwrap();
 
     let want: Vec<u32> =
@@ -232,7 +232,7 @@ fn mp4_sound_joins_the_prompt_in_order() {
     let v = load_mp4(&mp4, &FrameSampling::default()).unwrap();
     let media = vec![
         MediaInput::Audio(load_audio(&wav1).unwrap()),
-        MediaInput::Video(VideoInput { frames: v.frames, fps: v.sample_fps, audio: Some(sound) }),
+        MediaInput::Video(VideoInput { frames: v.frames, fps: v.sample_fps, audio: Some(sound), resized: false }),
         MediaInput::Audio(load_audio(&wav2).unwrap()),
     ];
     assert_eq!(processor.encode_chat_with_media(&messages, media).unwrap(), prompt);
