@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/alloc.rs"]
 mod alloc;
+#[path = "common/synth_audio.rs"]
+mod synth_audio;
 #[path = "common/synth_mp4.rs"]
 mod synth_mp4;
 
@@ -18,25 +20,6 @@ use ttrav::{ChatTemplate, ContentItem, MediaInput, Processor, TextTokenizer};
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
 
-fn wav_i16(samples: &[i16], rate: u32) -> Vec<u8> {
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut out = Vec::with_capacity(44 + data.len());
-    out.extend(b"RIFF");
-    out.extend(&(36 + data.len() as u32).to_le_bytes());
-    out.extend(b"WAVEfmt ");
-    out.extend(&16u32.to_le_bytes());
-    out.extend(&1u16.to_le_bytes());
-    out.extend(&1u16.to_le_bytes());
-    out.extend(&rate.to_le_bytes());
-    out.extend(&(rate * 2).to_le_bytes());
-    out.extend(&2u16.to_le_bytes());
-    out.extend(&16u16.to_le_bytes());
-    out.extend(b"data");
-    out.extend(&(data.len() as u32).to_le_bytes());
-    out.extend(&data);
-    out
-}
-
 #[test]
 fn audio_beyond_the_window_is_not_decoded() {
     let _serial = serial();
@@ -45,7 +28,7 @@ fn audio_beyond_the_window_is_not_decoded() {
     let secs = 900;
     let samples: Vec<i16> = (0..secs * SAMPLE_RATE as usize).map(|i| ((i % 400) as i16 - 200) * 50).collect();
     let path = dir.path().join("long.wav");
-    std::fs::write(&path, wav_i16(&samples, SAMPLE_RATE)).unwrap();
+    std::fs::write(&path, synth_audio::wav_i16(&samples, 1, SAMPLE_RATE)).unwrap();
     drop(samples);
     let (audio, used) = measure(|| load_audio(&path).unwrap());
     assert_eq!(audio.len(), MAX_SECONDS * SAMPLE_RATE as usize);
