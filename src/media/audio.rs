@@ -23,6 +23,9 @@ pub const MAX_SECONDS: usize = 300;
 /// Source audio decoded past [`MAX_SECONDS`]: the resampler's output up to the window's end
 /// depends on a few thousand samples after it (its filter and one FFT chunk), far less than this.
 const RESAMPLER_MARGIN_SECONDS: f64 = 1.0;
+/// The largest sample magnitude accepted: 60 dB over full scale. Float files may exceed [-1, 1]
+/// a little; values far beyond are corrupt data (and overflow the resampler's FFT).
+pub const MAX_AMPLITUDE: f32 = 1024.0;
 /// The highest sample rate accepted (a file stating more is corrupt or not audio ttrav can use).
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
 
@@ -50,6 +53,10 @@ pub fn decode_file_prefix(path: &Path, max_seconds: f64) -> Result<Waveform, Med
 }
 
 fn decode(path: &Path, max_seconds: Option<f64>) -> Result<Waveform, MediaError> {
+    super::guarded(path, || decode_unguarded(path, max_seconds))
+}
+
+fn decode_unguarded(path: &Path, max_seconds: Option<f64>) -> Result<Waveform, MediaError> {
     let err = |reason: String| MediaError::new(path, reason);
     let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open audio file: {e}")))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -131,6 +138,12 @@ fn decode(path: &Path, max_seconds: Option<f64>) -> Result<Waveform, MediaError>
     }
     if let Some(i) = mono.iter().position(|x| !x.is_finite()) {
         return Err(err(format!("sample {i} is not a finite number (NaN or infinity)")));
+    }
+    if let Some(i) = mono.iter().position(|x| x.abs() > MAX_AMPLITUDE) {
+        return Err(err(format!(
+            "sample {i} is {:e}, far outside the [-1, 1] of audio (more than {MAX_AMPLITUDE} times full scale)",
+            mono[i]
+        )));
     }
     Ok(Waveform { samples: mono, sample_rate: rate, channels, cut })
 }

@@ -31,25 +31,25 @@ impl Default for VideoProcessorConfig {
 
 /// Reads the video limits from a (video_)preprocessor_config.json: `video_min_pixels` /
 /// `video_max_pixels`, else `size.shortest_edge` / `size.longest_edge` (transformers 5's
-/// video processor fields); defaults where the file or the fields are missing.
+/// video processor fields); defaults where the file or the fields are missing. A field that is
+/// there must be an integer, and the limits must satisfy `min <= max <=` 64 megapixels.
 pub fn video_config_from_file(path: &Path) -> anyhow::Result<VideoProcessorConfig> {
+    use super::image::{check_pixel_limits, pixel_field, read_config_json};
     let mut cfg = VideoProcessorConfig::default();
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(cfg) };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not valid JSON (line {}): {e}", path.display(), e.line()))?;
-    let get = |keys: &[&str]| -> Option<usize> {
-        let mut cur = &v;
-        for k in keys {
-            cur = cur.get(k)?;
-        }
-        cur.as_u64().map(|x| x as usize)
+    let Some(v) = read_config_json(path)? else { return Ok(cfg) };
+    let field = |own: &str, size: &str| -> anyhow::Result<Option<usize>> {
+        Ok(match pixel_field(&v, &[own], path)? {
+            Some(m) => Some(m),
+            None => pixel_field(&v, &["size", size], path)?,
+        })
     };
-    if let Some(m) = get(&["video_min_pixels"]).or_else(|| get(&["size", "shortest_edge"])) {
+    if let Some(m) = field("video_min_pixels", "shortest_edge")? {
         cfg.min_pixels = m;
     }
-    if let Some(m) = get(&["video_max_pixels"]).or_else(|| get(&["size", "longest_edge"])) {
+    if let Some(m) = field("video_max_pixels", "longest_edge")? {
         cfg.max_pixels = m;
     }
+    check_pixel_limits(cfg.min_pixels, cfg.max_pixels, path)?;
     Ok(cfg)
 }
 

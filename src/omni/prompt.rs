@@ -244,8 +244,12 @@ impl TextTokenizer {
     }
 
     pub fn from_file(file: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(file)
-            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
+        // The tokenizers library panics on some malformed files (an `expect` in its decoder
+        // deserialisation): that is this file's error, not the program's end.
+        let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_file(file)).map_err(|_| {
+            anyhow::anyhow!("cannot load tokenizer {}: the tokenizers library failed on its content (malformed JSON)", file.display())
+        })?;
+        let inner = loaded.map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
         let mut t = Self { inner, file: file.to_path_buf(), im_end: 0, end_of_text: 0 };
         t.im_end = t.special_id(IM_END)?;
         t.end_of_text = t.special_id(END_OF_TEXT)?;

@@ -63,16 +63,46 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
     if cfg.peft_type != "LORA" {
         bail!("{}: peft_type is {}, only LORA adapters are supported", path.display(), cfg.peft_type);
     }
+    if !cfg.lora_alpha.is_finite() {
+        bail!("{}: lora_alpha is {}; it must be a finite number", path.display(), cfg.lora_alpha);
+    }
     Ok(cfg)
+}
+
+/// Checks that the adapter's tensors have the config's rank `r` (before any adapter of that rank
+/// is made: a corrupt `r` must not size an allocation).
+fn check_rank(cfg: &AdapterConfig, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut found = false;
+    for (key, t) in tensors {
+        let rank_dim = if key.ends_with(".lora_A.weight") {
+            0
+        } else if key.ends_with(".lora_B.weight") {
+            1
+        } else {
+            continue;
+        };
+        found = true;
+        if t.rank() != 2 || t.dims()[rank_dim] != cfg.r {
+            bail!("{}: tensor `{key}` has shape {:?}, which does not fit the rank r = {} of adapter_config.json", path.display(), t.dims(), cfg.r);
+        }
+    }
+    if !found {
+        bail!("{}: it holds no LoRA tensors (`*.lora_A.weight`, `*.lora_B.weight`)", path.display());
+    }
+    Ok(())
 }
 
 /// Attaches the adapter in `dir` to `thinker` (its weights replace the initial ones).
 pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, Arc<Lora>)>, AdapterConfig)> {
     let cfg = read_adapter_config(dir)?;
-    let adapters = thinker.attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
-    thinker.set_lora_dropout(cfg.lora_dropout as f32)?;
     let path = dir.join("adapter_model.safetensors");
     let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
+    check_rank(&cfg, &tensors, &path)?;
+    let config_file = || format!("adapter config {}", dir.join("adapter_config.json").display());
+    let adapters = thinker
+        .attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))
+        .with_context(config_file)?;
+    thinker.set_lora_dropout(cfg.lora_dropout as f32).with_context(config_file)?;
     for (name, lora) in &adapters {
         for (part, var) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
             let key = format!("{name}.{part}.weight");
