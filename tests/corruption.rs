@@ -7,7 +7,8 @@
 //! allocation far beyond the file's size (a counting allocator measures each case's peak of live
 //! heap bytes against the parser's bound). Everything is seeded: every run makes the same cases.
 //! `cargo test --test corruption -- --nocapture` prints the counts per parser;
-//! `CORRUPTION_KEEP=DIR` keeps the files of failing cases there.
+//! `CORRUPTION_KEEP=DIR` keeps the files of failing cases there, `CORRUPTION_TRACE=1` names each
+//! case before it runs (for one that ends the process), `CORRUPTION_MUTATIONS=N` runs N per file.
 
 mod common;
 #[path = "common/alloc.rs"]
@@ -257,6 +258,8 @@ struct Report {
     caught: usize,
     /// The case that held the most heap.
     max_case: String,
+    /// The first caught panic's message.
+    caught_example: Option<String>,
 }
 
 /// The valid inputs of a parser: file name and bytes (a reader is given the name, so that an
@@ -344,7 +347,7 @@ fn fuzz(
 ) -> Report {
     install_hooks();
     let mut report =
-        Report { parser, files: inputs.len(), cases: 0, valid: 0, errors: 0, failures: Vec::new(), max_peak: 0, examples: Vec::new(), caught: 0, max_case: String::new() };
+        Report { parser, files: inputs.len(), cases: 0, valid: 0, errors: 0, failures: Vec::new(), max_peak: 0, examples: Vec::new(), caught: 0, max_case: String::new(), caught_example: None };
     // Every input is in place, valid, while another one is mutated.
     for inp in inputs {
         std::fs::write(dir.join(&inp.name), &inp.bytes).unwrap();
@@ -364,6 +367,9 @@ fn fuzz(
             }
             std::fs::write(&path, &bytes).unwrap();
             let case = format!("{parser} {} #{index} ({what})", inp.name);
+            if std::env::var_os("CORRUPTION_TRACE").is_some() {
+                eprintln!("case {case}");
+            }
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), case.clone()));
             IN_CASE.with(|c| c.set(true));
             LAST_PANIC.with(|p| p.borrow_mut().clear());
@@ -382,13 +388,19 @@ fn fuzz(
             let limit = bound(bytes.len());
             let failure = match outcome {
                 Err(_) => Some(format!("PANIC {}", LAST_PANIC.with(|p| p.borrow().clone()))),
-                Ok(_) if used.peak > limit => Some(format!("ALLOCATION peak {} bytes > bound {limit}", used.peak)),
+                Ok(_) if used.peak.max(used.largest) > limit => {
+                    Some(format!("ALLOCATION peak {} bytes, largest request {} > bound {limit}", used.peak, used.largest))
+                }
                 Ok(_) if took > CASE_LIMIT => Some(format!("SLOW {took:?}")),
                 Ok(Verdict::Broken(why)) => Some(format!("BROKEN {why}")),
                 Ok(Verdict::Error(e)) if index == 0 => Some(format!("the valid input is refused: {e}")),
                 Ok(Verdict::Error(e)) => {
                     report.errors += 1;
-                    report.caught += LAST_PANIC.with(|p| !p.borrow().is_empty()) as usize;
+                    let panic = LAST_PANIC.with(|p| p.borrow().clone());
+                    if !panic.is_empty() {
+                        report.caught += 1;
+                        report.caught_example.get_or_insert(format!("{what}: {panic}"));
+                    }
                     if report.examples.len() < 3 || report.errors % 200 == 0 {
                         report.examples.push(format!("{what}: {e}"));
                     }
@@ -425,6 +437,9 @@ fn check(report: Report) {
         report.max_peak as f64 / MIB as f64
     );
     eprintln!("    most heap: {}", report.max_case);
+    if let Some(p) = &report.caught_example {
+        eprintln!("    a caught panic: {}", p.replace('\n', " "));
+    }
     for e in &report.examples {
         eprintln!("    e.g. {}", e.chars().take(300).collect::<String>());
     }
@@ -447,7 +462,7 @@ use ttrav::{ContentItem, ModelSource, Processor};
 fn mutations() -> usize {
     std::env::var("CORRUPTION_MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(MUTATIONS)
 }
-const MUTATIONS: usize = 1000;
+const MUTATIONS: usize = 3000;
 
 /// Heap bounds. JSON and safetensors readers hold the file and its parsed form: 64 MiB, or 1000
 /// times the file for large files.
@@ -608,9 +623,23 @@ fn safetensors() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = text_basic_config();
-    let inputs = [input("model.safetensors", fixture_file("text_basic", "model.safetensors"))];
-    check(fuzz("safetensors (model weights)", &inputs, mutations(), dir.path(), weights_bound, |path| {
-        match load_thinker(config.clone(), path) {
+    let weights = fixture_file("text_basic", "model.safetensors");
+    // A shard index naming the one file for every tensor: the weights are found through it, as
+    // a sharded checkpoint's are.
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + header_len]).unwrap();
+    let map: serde_json::Map<String, serde_json::Value> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .map(|k| (k.clone(), "model.safetensors".into()))
+        .collect();
+    let index = serde_json::json!({"metadata": {"total_size": weights.len() - 8 - header_len}, "weight_map": map});
+    let inputs = [input("model.safetensors", weights), input("model.safetensors.index.json", index.to_string().into_bytes())];
+    check(fuzz("safetensors (weights, shard index)", &inputs, mutations(), dir.path(), weights_bound, |path| {
+        let model = ModelSource::Local(path.parent().unwrap().to_path_buf());
+        match model.weight_files().and_then(|files| Thinker::from_files(config.clone(), &files, &Device::Cpu, DType::F32)) {
             Ok(_) => Verdict::Valid,
             Err(e) => refused(format!("{e:#}"), path, &[]),
         }

@@ -410,6 +410,15 @@ fn check_audio(a: &AudioConfig, prefix: &str, text_hidden: usize) -> Result<()> 
     if a.d_model % 2 != 0 || a.d_model < 4 {
         bail!("field `{}` is {}; the sinusoidal positions need an even size of at least 4", field("d_model"), a.d_model);
     }
+    // A chunk is 2 * n_window mel frames: longer than the 300 s window's frames is meaningless.
+    let max_window = crate::media::mel::N_SAMPLES / crate::media::mel::HOP / 2;
+    if a.n_window > max_window {
+        bail!(
+            "field `{}` is {}; a chunk of 2 x n_window mel frames cannot be longer than the 300 s window (n_window <= {max_window})",
+            field("n_window"),
+            a.n_window
+        );
+    }
     // A chunk of 2 * n_window mel frames leaves n_window positions after the stride-2 convolution.
     if a.max_source_positions < a.n_window {
         bail!(
@@ -542,6 +551,7 @@ mod tests {
             ("/text_config/rope_scaling/mrope_section", serde_json::json!([4]), "text_config.mrope_section"),
             ("/text_config/rope_scaling/mrope_section", serde_json::json!([usize::MAX, 2, 1]), "text_config.mrope_section"),
             ("/audio_config/n_window", 0.into(), "audio_config.n_window"),
+            ("/audio_config/n_window", 15001.into(), "audio_config.n_window"),
             ("/audio_config/encoder_attention_heads", 0.into(), "audio_config.encoder_attention_heads"),
             ("/audio_config/encoder_attention_heads", 3.into(), "audio_config.d_model"),
             ("/audio_config/d_model", 2.into(), "audio_config.d_model"),

@@ -16,25 +16,40 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
-fn grew(by: usize, request: usize) {
+/// Requests above this fail (as an allocation on a machine without the memory would), so that a
+/// runaway request ends in an allocation error rather than in swapping.
+const REFUSED_ABOVE: usize = 4 << 30;
+
+fn grew(by: usize) {
     let live = LIVE.fetch_add(by, Relaxed) + by;
     PEAK.fetch_max(live, Relaxed);
-    LARGEST.fetch_max(request, Relaxed);
+}
+
+/// Records a request (made or refused) and says whether it may go ahead.
+fn request(size: usize) -> bool {
+    LARGEST.fetch_max(size, Relaxed);
+    size <= REFUSED_ABOVE
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !request(layout.size()) {
+            return std::ptr::null_mut();
+        }
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            grew(layout.size(), layout.size());
+            grew(layout.size());
         }
         p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !request(layout.size()) {
+            return std::ptr::null_mut();
+        }
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            grew(layout.size(), layout.size());
+            grew(layout.size());
         }
         p
     }
@@ -45,10 +60,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !request(new_size) {
+            return std::ptr::null_mut();
+        }
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                grew(new_size - layout.size(), new_size);
+                grew(new_size - layout.size());
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Relaxed);
             }
@@ -58,7 +76,7 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 /// Memory a closure used: the peak of live bytes above what was live when it started, and its
-/// largest single request (allocation or reallocation size).
+/// largest single request (allocation or reallocation size, made or refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub peak: usize,
