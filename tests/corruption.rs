@@ -365,6 +365,8 @@ fn fuzz(
             if let Some(fix) = inp.fix {
                 fix(&mut bytes);
             }
+            // A new file each time: rewriting one in place (O_TRUNC) makes ext4 flush it to disk.
+            let _ = std::fs::remove_file(&path);
             std::fs::write(&path, &bytes).unwrap();
             let case = format!("{parser} {} #{index} ({what})", inp.name);
             if std::env::var_os("CORRUPTION_TRACE").is_some() {

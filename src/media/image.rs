@@ -95,6 +95,10 @@ pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
 /// Decodes an image file, applies its EXIF orientation and converts it to RGB.
 pub fn load_image(path: &Path) -> Result<RgbImage, MediaError> {
+    super::guarded(path, || decode_image(path))
+}
+
+fn decode_image(path: &Path) -> Result<RgbImage, MediaError> {
     let err = |r: String| MediaError::new(path, r);
     let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot open image file: {e}")))?;
     if meta.len() == 0 {

@@ -97,8 +97,7 @@ pub fn plan_frames(total: usize, src_fps: f64, s: &FrameSampling) -> Vec<usize> 
 
 /// Reads an MP4's video track description and counts its frames (no decoding).
 pub fn probe_mp4(path: &Path) -> Result<Mp4VideoInfo, MediaError> {
-    let demux = Demuxed::open(path)?;
-    Ok(demux.info)
+    super::guarded(path, || Ok(Demuxed::open(path)?.info))
 }
 
 /// What is done to each chosen frame as it is decoded (a resize, say); an error stops decoding.
@@ -112,21 +111,25 @@ pub fn load_mp4(path: &Path, sampling: &FrameSampling) -> Result<Mp4Video, Media
 /// Decodes the frames `sampling` picks from an MP4's H.264 video track, passing each through
 /// `fit` as it is decoded: only what `fit` returns is kept.
 pub fn load_mp4_with(path: &Path, sampling: &FrameSampling, fit: FrameFit) -> Result<Mp4Video, MediaError> {
-    let demux = Demuxed::open(path)?;
-    let info = demux.info.clone();
-    let indices = plan_frames(info.frames, info.fps, sampling);
-    let (frames, decode_errors) = demux.decode(&indices, fit)?;
-    let sample_fps = (indices.len() as f64 / info.frames as f64 * info.fps) as f32;
-    Ok(Mp4Video { frames, indices, sample_fps, info, decode_errors })
+    super::guarded(path, || {
+        let demux = Demuxed::open(path)?;
+        let info = demux.info.clone();
+        let indices = plan_frames(info.frames, info.fps, sampling);
+        let (frames, decode_errors) = demux.decode(&indices, fit)?;
+        let sample_fps = (indices.len() as f64 / info.frames as f64 * info.fps) as f32;
+        Ok(Mp4Video { frames, indices, sample_fps, info, decode_errors })
+    })
 }
 
 /// Decodes every frame of an MP4's H.264 video track.
 pub fn load_mp4_all_frames(path: &Path) -> Result<Mp4Video, MediaError> {
-    let demux = Demuxed::open(path)?;
-    let info = demux.info.clone();
-    let indices: Vec<usize> = (0..info.frames).collect();
-    let (frames, decode_errors) = demux.decode(&indices, &mut |frame| Ok(frame))?;
-    Ok(Mp4Video { frames, indices, sample_fps: info.fps as f32, info, decode_errors })
+    super::guarded(path, || {
+        let demux = Demuxed::open(path)?;
+        let info = demux.info.clone();
+        let indices: Vec<usize> = (0..info.frames).collect();
+        let (frames, decode_errors) = demux.decode(&indices, &mut |frame| Ok(frame))?;
+        Ok(Mp4Video { frames, indices, sample_fps: info.fps as f32, info, decode_errors })
+    })
 }
 
 /// An MP4 whose boxes were checked and whose H.264 track was found and timed.
