@@ -58,7 +58,7 @@ fn bench_tower_layer(c: &mut Criterion) {
     let mut g = c.benchmark_group("audio_tower_3b");
     g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(30));
-    g.bench_function("one_layer_30s", |b| b.iter(|| tower.forward(std::slice::from_ref(&mel)).unwrap()));
+    g.bench_function("one_layer_30s", |b| b.iter(|| tower.forward(std::slice::from_ref(&mel), false).unwrap()));
     g.finish();
 }
 

@@ -22,7 +22,7 @@ fn one_3b_layer() -> Thinker {
     let mut cfg = ThinkerConfig::from_file(&path).unwrap();
     cfg.text.num_hidden_layers = 1;
     cfg.text.vocab_size = 4096;
-    Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap()
+    Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
 }
 
 fn prompt(len: usize, vocab: usize) -> PromptBatch {

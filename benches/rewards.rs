@@ -38,7 +38,7 @@ pub fn pairs() -> Vec<(String, String)> {
     };
     (0..1000)
         .map(|_| {
-            let mut sentence = |next: &mut dyn FnMut(usize) -> usize| {
+            let sentence = |next: &mut dyn FnMut(usize) -> usize| {
                 let n = 8 + next(23);
                 (0..n).map(|_| WORDS[next(WORDS.len())]).collect::<Vec<_>>().join(" ")
             };

@@ -54,7 +54,7 @@ fn bench_tower(c: &mut Criterion) {
     let pixels = Tensor::randn(0f32, 1.0, (1024, 1176), &Device::Cpu).unwrap();
     let mut g = c.benchmark_group("vision_tower_3b");
     g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
-    g.bench_function("window_and_full_block_448px", |b| b.iter(|| tower.forward(&pixels, &[[1, 32, 32]]).unwrap()));
+    g.bench_function("window_and_full_block_448px", |b| b.iter(|| tower.forward(&pixels, &[[1, 32, 32]], false).unwrap()));
     g.finish();
 }
 

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod data;
+pub mod demo;
 pub mod embed;
 pub mod hub;
 pub mod media;
@@ -38,6 +39,7 @@ pub mod omni;
 pub mod reward;
 pub mod rl;
 pub mod sampling;
+pub mod weights;
 
 pub use embed::Encoder;
 pub use hub::ModelSource;

@@ -51,11 +51,13 @@ pub struct Lora {
     pub scale: f64,
 }
 
-/// A linear layer `y = x W^T + b`, with an optional LoRA adapter merged on the fly.
+/// A linear layer `y = x W^T + b`, with an optional LoRA adapter merged on the fly, and, when its
+/// weight is being trained, optionally its original weight for the base-model passes.
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
     lora: Option<Arc<Lora>>,
+    frozen: Option<candle_nn::Linear>,
     /// Dropout on the adapter's input during training, and this layer's share of the seed.
     lora_dropout: f32,
     lora_id: u64,
@@ -70,7 +72,7 @@ impl Linear {
     }
 
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, bias), lora: None, lora_dropout: 0.0, lora_id: 0 }
+        Self { inner: candle_nn::Linear::new(weight, bias), lora: None, frozen: None, lora_dropout: 0.0, lora_id: 0 }
     }
 
     /// Dropout probability on the adapter's input while training; `id` tells layers apart.
@@ -89,14 +91,18 @@ impl Linear {
         (d[0], d[1])
     }
 
-    /// Makes the weight itself trainable (full fine-tuning) and returns it as a variable. The
-    /// weight must be f32 or f64.
-    pub fn make_trainable(&mut self) -> Result<Var> {
+    /// Makes the weight itself trainable (full fine-tuning) and returns it as a variable (a copy
+    /// of the weight). With `keep_frozen` the original weight stays for passes without adapters
+    /// (the frozen base model). The weight must be f32 or f64.
+    pub fn make_trainable(&mut self, keep_frozen: bool) -> Result<Var> {
         let w = self.inner.weight();
         if !matches!(w.dtype(), DType::F32 | DType::F64) {
             candle_core::bail!("full fine-tuning needs f32 (or f64) weights, not {:?}; load the model with --dtype f32", w.dtype());
         }
-        let var = Var::from_tensor(w)?;
+        let var = Var::from_tensor(&w.copy()?)?;
+        if keep_frozen {
+            self.frozen = Some(self.inner.clone());
+        }
         self.inner = candle_nn::Linear::new(var.as_tensor().clone(), self.inner.bias().cloned());
         Ok(var)
     }
@@ -109,8 +115,12 @@ impl Linear {
         self.lora.as_ref()
     }
 
-    /// The layer under `pass` (with the adapter when it has one and the pass wants it).
+    /// The layer under `pass` (with the adapter when it has one and the pass wants it; a pass
+    /// without adapters uses the frozen original weight when one is kept).
     pub fn apply(&self, xs: &Tensor, pass: Pass) -> Result<Tensor> {
+        if let (Some(frozen), false) = (&self.frozen, pass.adapters) {
+            return frozen.forward(xs);
+        }
         let y = self.inner.forward(xs)?;
         match (&self.lora, pass.adapters) {
             (Some(l), true) => {
@@ -181,6 +191,73 @@ impl RmsNorm {
     }
 }
 
+/// Layer normalisation with a learned scale and shift (the towers' pre-norms), computed in f32.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(dim, "weight")?, bias: vb.get(dim, "bias")?, eps })
+    }
+
+    /// The fused kernel, or composed (differentiable) ops when `differentiable`.
+    pub fn apply(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        if !differentiable && dtype != DType::F64 {
+            let x = xs.to_dtype(DType::F32)?.contiguous()?;
+            let (w, b) = (self.weight.to_dtype(DType::F32)?, self.bias.to_dtype(DType::F32)?);
+            return candle_nn::ops::layer_norm(&x, &w, &b, self.eps as f32)?.to_dtype(dtype);
+        }
+        let x = xs.to_dtype(if dtype == DType::F64 { DType::F64 } else { DType::F32 })?;
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// A 1-D convolution `[B, C_in, L] -> [B, C_out, L_out]` with bias (the audio tower's front end).
+/// The differentiable path is an explicit unfold and matmul: Candle 0.11's `conv1d` backward
+/// gives wrong kernel gradients for batches of more than one sequence.
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv1d {
+    /// Loads `weight` `[out, in, kernel]` and `bias` `[out]`.
+    pub fn load(in_dim: usize, out_dim: usize, kernel: usize, padding: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get((out_dim, in_dim, kernel), "weight")?, bias: vb.get(out_dim, "bias")?, padding, stride })
+    }
+
+    /// Candle's kernel, or the unfold-and-matmul path when `differentiable`.
+    pub fn apply(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let bias = self.bias.reshape((1, (), 1))?;
+        if !differentiable {
+            return xs.conv1d(&self.weight, self.padding, self.stride, 1, 1)?.broadcast_add(&bias);
+        }
+        let (b, c, l) = xs.dims3()?;
+        let (out, _, k) = self.weight.dims3()?;
+        let padded = xs.pad_with_zeros(2, self.padding, self.padding)?;
+        let l_out = (l + 2 * self.padding - k) / self.stride + 1;
+        let starts = Tensor::arange_step(0u32, (l_out * self.stride) as u32, self.stride as u32, xs.device())?;
+        // cols[b, c, j, t] = padded[b, c, t * stride + j]
+        let cols = (0..k)
+            .map(|j| padded.narrow(2, j, l + 2 * self.padding - j)?.contiguous()?.index_select(&starts, 2))
+            .collect::<Result<Vec<_>>>()?;
+        let cols = Tensor::stack(&cols, 2)?.permute((0, 3, 1, 2))?.reshape((b, l_out, c * k))?;
+        let w = self.weight.reshape((out, c * k))?;
+        cols.broadcast_matmul(&w.t()?)?.transpose(1, 2)?.broadcast_add(&bias)
+    }
+}
+
 /// Rotates pairs `(x[i], x[i + d/2])` by the angles whose cosines and sines are given
 /// (`cos`, `sin`: [B, L, d/2]); `xs`: [B, heads, L, d]. The fused kernel; no gradient.
 pub fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -240,6 +317,47 @@ mod tests {
         let a = apply_rotary(&xs, &cos, &sin)?;
         let b = apply_rotary_diff(&xs, &cos, &sin)?;
         let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn conv1d_fast_and_diff_agree_and_the_diff_gradient_is_right() -> Result<()> {
+        let dev = Device::Cpu;
+        for stride in [1, 2] {
+            let conv = Conv1d { weight: Tensor::randn(0f64, 1.0, (5, 4, 3), &dev)?, bias: Tensor::randn(0f64, 1.0, 5, &dev)?, padding: 1, stride };
+            let xs = Tensor::randn(0f64, 1.0, (3, 4, 11), &dev)?;
+            let diff = (conv.apply(&xs, false)? - conv.apply(&xs, true)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(diff < 1e-10, "stride {stride}: {diff}");
+            // The kernel gradient against finite differences, for a batch of 3.
+            let w = Var::from_tensor(&conv.weight)?;
+            let g = Tensor::randn(0f64, 1.0, conv.apply(&xs, false)?.shape(), &dev)?;
+            let f = |weight: &Tensor| -> Result<f64> {
+                let c = Conv1d { weight: weight.clone(), ..conv.clone() };
+                (c.apply(&xs, true)? * &g)?.sum_all()?.to_scalar::<f64>()
+            };
+            let grads = (Conv1d { weight: w.as_tensor().clone(), ..conv.clone() }.apply(&xs, true)? * &g)?.sum_all()?.backward()?;
+            let an: Vec<f64> = grads.get(w.as_tensor()).expect("a kernel gradient").flatten_all()?.to_vec1()?;
+            let orig: Vec<f64> = conv.weight.flatten_all()?.to_vec1()?;
+            for k in [0, 7, 31, 59] {
+                let at = |d: f64| -> Result<f64> {
+                    let mut v = orig.clone();
+                    v[k] += d;
+                    f(&Tensor::from_vec(v, (5, 4, 3), &dev)?)
+                };
+                let numeric = (at(1e-6)? - at(-1e-6)?) / 2e-6;
+                assert!((numeric - an[k]).abs() < 1e-6, "stride {stride}, weight {k}: {} vs {numeric}", an[k]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norm_fast_and_diff_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = LayerNorm { weight: Tensor::randn(1f32, 0.5, 16, &dev)?, bias: Tensor::randn(0f32, 0.5, 16, &dev)?, eps: 1e-5 };
+        let xs = (Tensor::randn(0f32, 2.0, (3, 7, 16), &dev)? + 3.0)?;
+        let diff = (norm.apply(&xs, false)? - norm.apply(&xs, true)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{diff}");
         Ok(())
     }

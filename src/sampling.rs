@@ -101,9 +101,16 @@ pub struct Choice {
     pub logprob: f32,
 }
 
-/// Chooses the next token from one row of logits.
-pub fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Choice {
-    match sampling {
+/// Chooses the next token from one row of logits. A row holding NaN or an infinity (a broken
+/// model or weights) is an error naming the first bad index, never a draw.
+pub fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<Choice> {
+    if logits.is_empty() {
+        bail!("the logits are empty");
+    }
+    if let Some(i) = logits.iter().position(|x| !x.is_finite()) {
+        bail!("the logits are not finite (token {i} has {}): the model or its weights are broken", logits[i]);
+    }
+    Ok(match sampling {
         Sampling::Greedy => {
             let token = argmax(logits);
             Choice { token: token as u32, logprob: log_softmax_at(logits, 1.0, token) }
@@ -112,7 +119,7 @@ pub fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Choice {
             let token = draw(logits, temperature, top_p, top_k, rng);
             Choice { token: token as u32, logprob: log_softmax_at(logits, temperature, token) }
         }
-    }
+    })
 }
 
 fn argmax(xs: &[f32]) -> usize {
@@ -133,7 +140,7 @@ fn log_softmax_at(logits: &[f32], temperature: f32, index: usize) -> f32 {
 
 fn draw(logits: &[f32], temperature: f32, top_p: f32, top_k: usize, rng: &mut Rng) -> usize {
     // Candidates in descending order of logit (stable: lower id first on ties).
-    let mut order: Vec<usize> = (0..logits.len()).filter(|&i| !logits[i].is_nan()).collect();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     if top_k > 0 && top_k < order.len() {
         order.truncate(top_k);
@@ -174,7 +181,7 @@ mod tests {
     #[test]
     fn greedy_takes_first_max() {
         let mut rng = Rng::seed(0);
-        let c = choose(&[0.0, 3.0, 3.0, 1.0], Sampling::Greedy, &mut rng);
+        let c = choose(&[0.0, 3.0, 3.0, 1.0], Sampling::Greedy, &mut rng).unwrap();
         assert_eq!(c.token, 1);
         let expected = 3.0 - (1.0f64 + 2.0 * 3f64.exp() + 1f64.exp()).ln() as f32;
         assert!((c.logprob - expected).abs() < 1e-6);
@@ -186,19 +193,33 @@ mod tests {
         let mut rng = Rng::seed(7);
         let mut seen = [0usize; 5];
         for _ in 0..2000 {
-            seen[choose(&logits, Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 2 }, &mut rng).token as usize] += 1;
+            seen[choose(&logits, Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 2 }, &mut rng).unwrap().token as usize] += 1;
         }
         assert!(seen[0] > 0 && seen[1] > 0 && seen[2..].iter().all(|&n| n == 0), "{seen:?}");
         // softmax: [0.545, 0.200, 0.122, 0.074, 0.027]; top_p 0.7 keeps the first two
         // (mass before the third is 0.745 >= 0.7).
         let mut seen = [0usize; 5];
         for _ in 0..2000 {
-            seen[choose(&logits, Sampling::Random { temperature: 1.0, top_p: 0.7, top_k: 0 }, &mut rng).token as usize] += 1;
+            seen[choose(&logits, Sampling::Random { temperature: 1.0, top_p: 0.7, top_k: 0 }, &mut rng).unwrap().token as usize] += 1;
         }
         assert!(seen[1] > 0 && seen[2..].iter().all(|&n| n == 0), "{seen:?}");
         // Frequencies follow the renormalised probabilities 0.731 / 0.269.
         let share = seen[0] as f64 / 2000.0;
         assert!((share - 0.731).abs() < 0.04, "{share}");
+    }
+
+    #[test]
+    fn non_finite_logits_are_errors() {
+        let mut rng = Rng::seed(0);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for sampling in [Sampling::Greedy, Sampling::Random { temperature: 1.0, top_p: 0.9, top_k: 2 }] {
+                let err = choose(&[0.0, bad, 1.0], sampling, &mut rng).unwrap_err().to_string();
+                assert!(err.contains("token 1"), "{err}");
+            }
+        }
+        let all_nan = [f32::NAN; 4];
+        assert!(choose(&all_nan, Sampling::Random { temperature: 0.7, top_p: 1.0, top_k: 0 }, &mut rng).is_err());
+        assert!(choose(&[], Sampling::Greedy, &mut rng).is_err());
     }
 
     #[test]

@@ -722,7 +722,7 @@ fn adapter_files(dir: &Path) -> Vec<(String, candle_core::Var)> {
     let weights = common::fixture("text_basic").join("model.safetensors");
     let mut thinker = load_thinker(text_basic_config(), &weights).unwrap();
     let targets: Vec<String> = ["q_proj", "v_proj"].iter().map(|s| s.to_string()).collect();
-    let adapters = thinker.attach_lora(2, 4.0, &targets, 0.02, &mut Rng::seed(3)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut thinker, 2, 4.0, &targets, 0.02, &mut Rng::seed(3)).unwrap();
     let cfg = AdapterConfig {
         peft_type: "LORA".into(),
         r: 2,
@@ -768,7 +768,7 @@ fn checkpoints() {
     // Fully fine-tuned weights, as `--full-finetune` saves them.
     let weights = common::fixture("text_basic").join("model.safetensors");
     let mut thinker = load_thinker(text_basic_config(), &weights).unwrap();
-    let trainable = thinker.make_decoder_trainable().unwrap();
+    let trainable = ttrav::rl::lora::make_decoder_trainable(&mut thinker, false).unwrap();
     checkpoint::save_full(made.path(), &trainable).unwrap();
     let read = |name: &str| std::fs::read(made.path().join(name)).unwrap();
     let inputs = [input("optimizer.safetensors", read("optimizer.safetensors")), input(checkpoint::FULL_WEIGHTS, read(checkpoint::FULL_WEIGHTS))];
@@ -778,7 +778,7 @@ fn checkpoints() {
             checkpoint::load_moments(path, &params, &Device::Cpu).map(|_| ())
         } else {
             let mut thinker = load_thinker(text_basic_config(), &weights).unwrap();
-            checkpoint::load_full(&mut thinker, path.parent().unwrap()).map(|_| ())
+            checkpoint::load_full(&mut thinker, path.parent().unwrap(), false).map(|_| ())
         };
         match result {
             Ok(()) => Verdict::Valid,

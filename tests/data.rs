@@ -1,8 +1,9 @@
-//! Dataset readers on the real files in `../shared/data/` (OP-TTRAV's MMAU, OmniVideo, MATH and
-//! AIME lists, the original MMAU test-mini, AlpacaEval's GPT-4 outputs) and on files the tests
-//! write: counts and spot values, MMAU answer texts to letters, OP-TTRAV options parsed and
-//! re-appended exactly, media-root rewriting, skipped lines with their numbers, and whole-file
-//! errors that name the file. A missing shared file fails the test with the path it looked at.
+//! Dataset readers on small files in each real schema, committed under `tests/fixtures/data/`
+//! (MMAU test-mini, OP-TTRAV's MMAU, OmniVideo, MATH and AIME lists, AlpacaEval's outputs; written
+//! by hand for ttrav, see the README there), and on files the tests write: MMAU answer texts to
+//! letters, OP-TTRAV options parsed and re-appended exactly, the two MMAU layouts agreeing,
+//! media-root rewriting, skipped items and lines with their locations, and whole-file errors that
+//! name the file. The same checks on the real published files are in `tests/real_data.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,25 +12,19 @@ use ttrav::data::{
     MC_INSTRUCTION, OPEN_ENDED_MEDIA_INSTRUCTION,
 };
 
-/// A file under `CARGO_MANIFEST_DIR/../shared/data`; panics (fails the test) when it is missing.
-fn shared(rel: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
-    assert!(
-        path.is_file(),
-        "test data missing: looked for {} (the shared/ folder must sit beside the crate, at CARGO_MANIFEST_DIR/../shared)",
-        path.display()
-    );
-    path
+/// A committed schema fixture under `tests/fixtures/data/`.
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(rel)
 }
 
 fn load(rel: &str) -> Dataset {
-    let path = shared(rel);
+    let path = fixture(rel);
     load_dataset(&path, None, None).unwrap_or_else(|e| panic!("loading {}: {e:#}", path.display()))
 }
 
-/// The raw JSON list of a shared file, for comparing with what was loaded.
+/// The raw JSON list of a fixture, for comparing with what was loaded.
 fn raw(rel: &str) -> Vec<serde_json::Value> {
-    let path = shared(rel);
+    let path = fixture(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
@@ -42,194 +37,198 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn count_by<F: Fn(&Item) -> String>(items: &[Item], f: F) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for it in items {
-        *m.entry(f(it)).or_insert(0) += 1;
-    }
-    m
+fn ids(ds: &Dataset) -> Vec<&str> {
+    ds.items.iter().map(|i| i.id.as_str()).collect()
 }
 
-fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
-    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+/// The skipped entries as (location relative to the file, reason), checked against `want`:
+/// (list index, a substring of the reason).
+fn assert_skipped(ds: &Dataset, want: &[(usize, &str)]) {
+    let file = ds.path.display().to_string();
+    assert_eq!(ds.skipped.len(), want.len(), "{:?}", ds.skipped);
+    for (s, (index, reason)) in ds.skipped.iter().zip(want) {
+        assert_eq!(s.location, format!("{file} item {index}"));
+        assert!(s.reason.contains(reason), "item {index}: {:?} lacks {reason:?}", s.reason);
+    }
 }
+
+const MMAU_ID: [&str; 6] = [
+    "7c0a1e52-0001-4f00-9000-00000000a001",
+    "7c0a1e52-0002-4f00-9000-00000000a002",
+    "7c0a1e52-0003-4f00-9000-00000000a003",
+    "7c0a1e52-0004-4f00-9000-00000000a004",
+    "7c0a1e52-0005-4f00-9000-00000000a005",
+    "7c0a1e52-0006-4f00-9000-00000000a006",
+];
 
 #[test]
 fn op_ttrav_mmau_loads_and_round_trips() {
     let ds = load("op-ttrav/mmau_test_mini_test.json");
-    assert_eq!(ds.items.len(), 200);
+    assert_eq!(ids(&ds), MMAU_ID);
     assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
 
     let first = &ds.items[0];
-    assert_eq!(first.id, "a8c17404-365a-4ee8-831c-23d911c80bbf");
-    assert_eq!(first.question, "How many participants are engaged in the discussion?");
-    assert_eq!(first.choices, Some(strings(&["four", "one", "two", "six"])));
-    assert_eq!(first.answer.as_deref(), Some("C"));
+    assert_eq!(first.question, "Which instrument carries the melody in this clip?");
+    assert_eq!(first.choices, Some(strings(&["Piano", "Violin", "Flute", "Drums"])));
+    assert_eq!(first.answer.as_deref(), Some("B"));
     assert_eq!(first.kind, TaskKind::MultipleChoice);
-    assert_eq!(
-        first.audio,
-        [PathBuf::from("/data/sls/scratch/mvideet/Audio/MMAU/a8c17404-365a-4ee8-831c-23d911c80bbf.wav")]
-    );
+    // A foreign absolute path is kept as it is without a media root.
+    assert_eq!(first.audio, [PathBuf::from(format!("/home/annotator/corpora/Audio/MMAU/{}.wav", MMAU_ID[0]))]);
     assert!(first.images.is_empty() && first.video.is_none());
     assert_eq!(
         first.groups,
         groups(&[
             ("source", "mmau"),
-            ("dataset", "meld"),
-            ("category", "Reasoning"),
-            ("sub_category", "Counting"),
-            ("difficulty", "medium"),
-            ("task", "speech"),
+            ("dataset", "MusicCaps"),
+            ("category", "Perception"),
+            ("sub_category", "Instrument Identification"),
+            ("difficulty", "easy"),
+            ("task", "music"),
         ])
     );
     assert_eq!(
         first.prompt_text(),
-        "How many participants are engaged in the discussion?\nA. four\nB. one\nC. two\nD. six\nExplain your \
+        "Which instrument carries the melody in this clip?\nA. Piano\nB. Violin\nC. Flute\nD. Drums\nExplain your \
          reasoning step by step in detail, then give your final answer as exactly one of: \\boxed{A}, \\boxed{B}, \
          \\boxed{C}, or \\boxed{D}."
     );
 
     // Every prompt is the file's question (options included) plus the instruction, byte for byte.
-    let raw = raw("op-ttrav/mmau_test_mini_test.json");
-    for (item, r) in ds.items.iter().zip(&raw) {
+    for (item, r) in ds.items.iter().zip(raw("op-ttrav/mmau_test_mini_test.json")) {
         let q = r["question"].as_str().expect("question");
         assert_eq!(item.prompt_text(), format!("{q}{MC_INSTRUCTION}"), "item {}", item.id);
         assert!(!item.question.contains("\nA. "), "options left in the question of {}", item.id);
     }
-    assert_eq!(
-        count_by(&ds.items, |i| i.choices.as_ref().map_or(0, Vec::len).to_string()),
-        counts(&[("2", 6), ("4", 190), ("5", 4)])
-    );
-    assert_eq!(
-        count_by(&ds.items, |i| i.answer.clone().unwrap_or_default()),
-        counts(&[("A", 83), ("B", 47), ("C", 44), ("D", 26)])
-    );
-    assert_eq!(
-        count_by(&ds.items, |i| i.groups["task"].clone()),
-        counts(&[("music", 59), ("sound", 71), ("speech", 70)])
-    );
+    let counts: Vec<usize> = ds.items.iter().map(|i| i.choices.as_ref().map_or(0, Vec::len)).collect();
+    assert_eq!(counts, [4, 2, 4, 5, 8, 2]);
+    let answers: Vec<Option<&str>> = ds.items.iter().map(|i| i.answer.as_deref()).collect();
+    assert_eq!(answers, [Some("B"), Some("B"), Some("A"), Some("E"), Some("G"), None], "an empty answer is no answer");
 
-    // Five options: the fifth is written "(E) ..." by OP-TTRAV's conversion.
-    let five = &ds.items[14];
-    assert_eq!(five.id, "af7e9a6f-654a-4869-a781-245a103ce773");
-    let choices = five.choices.as_ref().expect("choices");
-    assert_eq!(choices.len(), 5);
-    assert_eq!(choices[4], "first speaker shows sadness and second speaker shows happiness.");
-    assert!(five
-        .prompt_text()
-        .contains("\nD. both speakers show neutral emotions throughout the conversation.\n(E) first"));
-    assert_eq!(five.answer.as_deref(), Some("A"));
+    // The question keeps its trailing space; the options start after it.
+    assert_eq!(ds.items[1].question, "Is the second speaker asking a question? ");
+    // Five options and more: the fifth on are written "(E) ..." by OP-TTRAV's conversion.
+    let five = &ds.items[3];
+    assert_eq!(five.choices.as_ref().expect("choices")[4], "it cannot be told");
+    assert!(five.prompt_text().contains("\nD. first calm, second angry\n(E) it cannot be told\nExplain"));
+    let eight = &ds.items[4];
+    assert_eq!(eight.choices.as_ref().expect("choices")[6..], strings(&["B", "none of them"]));
 }
 
 #[test]
 fn op_ttrav_omnivideo_loads_with_video_and_audio() {
     let ds = load("op-ttrav/OmniVideo_test_sanity.json");
-    assert_eq!(ds.items.len(), 40);
+    assert_eq!(ids(&ds), ["vidA0001-Action-3", "vidB0002-Causal-7", "vidC0003-Perception-1"]);
     assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
     let first = &ds.items[0];
-    assert_eq!(first.id, "cHHghW4Pg5k-Inference-78");
-    assert_eq!(first.question, "What can be inferred about the airplane's activity during the first 10 seconds?");
-    assert_eq!(
-        first.choices,
-        Some(strings(&["It was taking off", "It was landing", "It was taxiing", "It was retracting its landing gear"]))
-    );
+    assert_eq!(first.question, "What is the cyclist doing in the first five seconds?");
+    assert_eq!(first.choices, Some(strings(&["Fixing a tyre", "Riding uphill", "Waiting at a light", "Carrying the bike"])));
     assert_eq!(first.answer.as_deref(), Some("C"));
     assert_eq!(first.kind, TaskKind::MultipleChoice);
-    assert_eq!(first.audio, [PathBuf::from("/data/sls/scratch/mvideet/Videos/cHHghW4Pg5k/cHHghW4Pg5k_audio.wav")]);
-    assert_eq!(first.video, Some(PathBuf::from("/data/sls/scratch/mvideet/Videos/cHHghW4Pg5k/cHHghW4Pg5k_video.mp4")));
+    assert_eq!(first.audio, [PathBuf::from("/home/annotator/corpora/Videos/vidA0001/vidA0001_audio.wav")]);
+    assert_eq!(first.video, Some(PathBuf::from("/home/annotator/corpora/Videos/vidA0001/vidA0001_video.mp4")));
     assert_eq!(
         first.groups,
         groups(&[
-            ("source", "Inference"),
-            ("video_id", "cHHghW4Pg5k"),
-            ("question_type", "Inference"),
-            ("content_parent_category", "News & Politics"),
-            ("content_fine_category", "Social Commentary"),
+            ("source", "Action"),
+            ("video_id", "vidA0001"),
+            ("question_type", "Action"),
+            ("content_parent_category", "Sports"),
+            ("content_fine_category", "Cycling"),
         ])
     );
-    let raw = raw("op-ttrav/OmniVideo_test_sanity.json");
-    for (item, r) in ds.items.iter().zip(&raw) {
+    for (item, r) in ds.items.iter().zip(raw("op-ttrav/OmniVideo_test_sanity.json")) {
         assert_eq!(item.prompt_text(), format!("{}{MC_INSTRUCTION}", r["question"].as_str().expect("question")));
         assert_eq!(item.choices.as_ref().map(Vec::len), Some(4));
     }
-    assert_eq!(
-        count_by(&ds.items, |i| i.answer.clone().unwrap_or_default()),
-        counts(&[("A", 8), ("B", 16), ("C", 14), ("D", 2)])
-    );
+    // A lower-case letter answer is upper-cased; an empty audio path means no audio.
+    assert_eq!(ds.items[1].answer.as_deref(), Some("A"));
+    assert!(ds.items[2].audio.is_empty());
+    assert_eq!(ds.items[2].video, Some(PathBuf::from("/home/annotator/corpora/Videos/vidC0003/vidC0003_video.mp4")));
 }
 
 #[test]
 fn op_ttrav_math_and_aime_are_math() {
     let ds = load("op-ttrav/MATH-TTT_test.json");
-    assert_eq!(ds.items.len(), 500);
+    assert_eq!(ids(&ds), ["test/prealgebra/101.json", "test/algebra/202.json", "test/number_theory/303.json"]);
     assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
     assert!(ds.items.iter().all(|i| i.kind == TaskKind::Math && i.choices.is_none() && !i.has_media()));
     let first = &ds.items[0];
-    assert_eq!(first.id, "test/precalculus/807.json");
-    assert_eq!(first.answer.as_deref(), Some(r"\left( 3, \frac{\pi}{2} \right)"));
-    assert!(first.question.starts_with("Convert the point $(0,3)$ in rectangular coordinates to polar coordinates."));
+    assert_eq!(first.answer.as_deref(), Some(r"\frac{5}{6}"));
+    assert_eq!(first.question, r"What is the value of $\frac{1}{2} + \frac{1}{3}$?");
     assert_eq!(first.groups, groups(&[("source", "math")]));
     assert_eq!(first.prompt_text(), format!("{}{MATH_INSTRUCTION}", first.question));
     assert!(first.prompt_text().ends_with("\nPlease reason step by step, and put your final answer within \\boxed{}."));
+    assert_eq!(ds.items[1].answer.as_deref(), Some("-2, 2"));
+    // A math source without an answer stays math, unlabelled.
+    assert_eq!(ds.items[2].answer, None);
 
     let aime = load("op-ttrav/AIME-TTT_test.json");
-    assert_eq!(aime.items.len(), 30);
+    assert_eq!(ids(&aime), ["0", "1"]);
     assert!(aime.skipped.is_empty(), "{:?}", aime.skipped);
     assert!(aime.items.iter().all(|i| i.kind == TaskKind::Math));
-    assert_eq!(aime.items[0].id, "0");
-    assert_eq!(aime.items[0].answer.as_deref(), Some("204"));
-    assert!(aime.items[0].question.starts_with("Every morning Aya goes for a $9$-kilometer-long walk"));
+    assert_eq!(aime.items[0].answer.as_deref(), Some("90"));
+    assert!(aime.items[0].question.starts_with("A walk of $6$ kilometers"));
     assert_eq!(aime.items[0].groups, groups(&[("source", "aime")]));
 }
 
 #[test]
 fn mmau_original_answers_become_letters() {
-    let path = shared("mmau/mmau-test-mini.json");
+    let path = fixture("mmau/mmau-test-mini.json");
     let ds = load("mmau/mmau-test-mini.json");
-    assert_eq!(ds.items.len(), 1000);
-    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    assert_eq!(ids(&ds), MMAU_ID);
+    assert_skipped(
+        &ds,
+        &[
+            (6, "answer \"a trumpet\" is neither a letter A-B nor the text of one of the 2 choices"),
+            (7, &format!("duplicate id \"{}\" (first at {} item 0)", MMAU_ID[0], path.display())),
+            (8, "1 choices (expected 2 to 26)"),
+            (9, "field \"choices\" has an entry that is not a string"),
+            (10, "no \"question\""),
+        ],
+    );
     let first = &ds.items[0];
-    assert_eq!(first.id, "3fe64f3d-282c-4bc8-a753-68f8f6c35652");
-    assert_eq!(first.question, "Based on the given audio, identify the source of the speaking voice.");
-    assert_eq!(first.choices, Some(strings(&["Man", "Woman", "Child", "Robot"])));
-    assert_eq!(first.answer.as_deref(), Some("A"), "answer text \"Man\" is choice A");
+    assert_eq!(first.question, "Which instrument carries the melody in this clip?");
+    assert_eq!(first.choices, Some(strings(&["Piano", "Violin", "Flute", "Drums"])));
+    assert_eq!(first.answer.as_deref(), Some("B"), "answer text \"Violin\" is choice B");
     assert_eq!(first.kind, TaskKind::MultipleChoice);
     // "./test-mini-audios/..." is relative to the dataset file's folder.
     let dir = path.parent().expect("parent");
-    assert_eq!(first.audio, [dir.join("test-mini-audios/3fe64f3d-282c-4bc8-a753-68f8f6c35652.wav")]);
+    assert_eq!(first.audio, [dir.join(format!("test-mini-audios/{}.wav", MMAU_ID[0]))]);
     assert_eq!(
         first.groups,
         groups(&[
-            ("dataset", "AudioSet"),
-            ("task", "sound"),
+            ("dataset", "MusicCaps"),
+            ("task", "music"),
             ("split", "test-mini"),
-            ("category", "Reasoning"),
-            ("sub-category", "Acoustic Source Inference"),
-            ("difficulty", "medium"),
+            ("category", "Perception"),
+            ("sub-category", "Instrument Identification"),
+            ("difficulty", "easy"),
         ])
     );
-    assert_eq!(
-        count_by(&ds.items, |i| i.answer.clone().unwrap_or_default()),
-        counts(&[("A", 395), ("B", 271), ("C", 208), ("D", 126)])
-    );
-    assert_eq!(
-        count_by(&ds.items, |i| i.choices.as_ref().map_or(0, Vec::len).to_string()),
-        counts(&[("2", 27), ("4", 948), ("5", 24), ("8", 1)])
-    );
+    let answers: Vec<Option<&str>> = ds.items.iter().map(|i| i.answer.as_deref()).collect();
+    assert_eq!(answers, [Some("B"), Some("B"), Some("A"), Some("E"), Some("G"), None]);
     // Every answer is the text of the choice its letter names.
-    for (item, r) in ds.items.iter().zip(raw("mmau/mmau-test-mini.json")) {
+    let raw: BTreeMap<String, serde_json::Value> = raw("mmau/mmau-test-mini.json")
+        .into_iter()
+        .rev() // the first of a duplicated id wins
+        .map(|r| (r["id"].as_str().expect("id").to_string(), r))
+        .collect();
+    for item in ds.items.iter().filter(|i| i.answer.is_some()) {
         let letter = item.answer.as_deref().expect("answer").as_bytes()[0];
         let choice = &item.choices.as_ref().expect("choices")[(letter - b'A') as usize];
-        assert_eq!(choice.as_str(), r["answer"].as_str().expect("answer").trim(), "item {}", item.id);
+        assert_eq!(choice.as_str(), raw[&item.id]["answer"].as_str().expect("answer").trim(), "item {}", item.id);
     }
+    // Option texts are trimmed (questions are not), and an answer matches them trimmed.
+    assert_eq!(ds.items[1].choices, Some(strings(&["yes", "no"])));
+    assert_eq!(ds.items[1].question, "Is the second speaker asking a question? ");
     // Repeated choices: the first one wins (as in OP-TTRAV's conversion).
-    let dup = ds.items.iter().find(|i| i.id == "af7e9a6f-654a-4869-a781-245a103ce773").expect("item");
-    let c = dup.choices.as_ref().expect("choices");
+    let c = ds.items[2].choices.as_ref().expect("choices");
     assert_eq!(c[0], c[2]);
-    assert_eq!(dup.answer.as_deref(), Some("A"));
+    assert_eq!(ds.items[2].answer.as_deref(), Some("A"));
     // A category given as a one-element list becomes its string.
-    let listed = ds.items.iter().find(|i| i.id == "43df3159-5981-4a39-9de2-437fc9f16f70").expect("item");
-    assert_eq!(listed.groups["category"], "Reasoning");
+    assert_eq!(ds.items[2].groups["category"], "Reasoning");
+    // MMAU answers are texts first: the answer "B" is the option whose text is "B", letter G.
+    assert_eq!(ds.items[4].answer.as_deref(), Some("G"));
 }
 
 /// The original MMAU file and OP-TTRAV's conversion give the same prompts and labels.
@@ -238,6 +237,7 @@ fn mmau_original_matches_op_ttrav_prompts() {
     let original = load("mmau/mmau-test-mini.json");
     let by_id: BTreeMap<&str, &Item> = original.items.iter().map(|i| (i.id.as_str(), i)).collect();
     let converted = load("op-ttrav/mmau_test_mini_test.json");
+    assert_eq!(converted.items.len(), 6);
     for item in &converted.items {
         let o = by_id.get(item.id.as_str()).unwrap_or_else(|| panic!("{} not in the original", item.id));
         assert_eq!(o.prompt_text(), item.prompt_text(), "item {}", item.id);
@@ -253,21 +253,20 @@ fn mmau_original_matches_op_ttrav_prompts() {
 #[test]
 fn alpaca_eval_is_open_ended_with_reference() {
     let ds = load("alpaca_eval/gpt4_1106_preview_outputs.json");
-    assert_eq!(ds.items.len(), 805);
-    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    // No id field: the position in the list is the id.
+    assert_eq!(ids(&ds), ["0", "1", "3"]);
+    assert_skipped(&ds, &[(2, "no \"instruction\"")]);
     let first = &ds.items[0];
-    assert_eq!(first.id, "0");
-    assert_eq!(first.question, "What are the names of some famous actors that started their careers on Broadway?");
-    assert!(first.answer.as_deref().expect("reference").starts_with("Several famous actors started their careers"));
+    assert_eq!(first.question, "Name three plays that opened on Broadway before 1950.");
+    assert!(first.answer.as_deref().expect("reference").starts_with("Three plays that opened on Broadway before 1950:\n\n1."));
     assert_eq!(first.kind, TaskKind::OpenEnded);
     assert_eq!(first.groups, groups(&[("dataset", "helpful_base"), ("generator", "gpt4_1106_preview")]));
     // Text-only open-ended prompts get no instruction (OP-TTRAV's UltraFeedback / Arena-Hard runs).
     assert_eq!(first.prompt_text(), first.question);
-    assert_eq!(
-        count_by(&ds.items, |i| i.groups["dataset"].clone()),
-        counts(&[("helpful_base", 129), ("koala", 156), ("oasst", 188), ("selfinstruct", 252), ("vicuna", 80)])
-    );
-    assert_eq!(ds.items[804].id, "804");
+    assert_eq!(ds.items[1].prompt_text(), "Write a haiku about autumn rain.\nKeep it to three lines.");
+    // An empty output is no reference.
+    assert_eq!(ds.items[2].answer, None);
+    assert_eq!(ds.items[2].groups["dataset"], "vicuna");
 }
 
 #[test]
@@ -280,35 +279,35 @@ fn formats_are_detected() {
         ("mmau/mmau-test-mini.json", Format::Mmau),
         ("alpaca_eval/gpt4_1106_preview_outputs.json", Format::AlpacaEval),
     ] {
-        assert_eq!(detect_format(&shared(rel)).expect("format"), format, "{rel}");
+        assert_eq!(detect_format(&fixture(rel)).expect("format"), format, "{rel}");
     }
     assert_eq!("op-ttrav".parse::<Format>(), Ok(Format::OpTtrav));
     assert_eq!("alpaca_eval".parse::<Format>(), Ok(Format::AlpacaEval));
     assert_eq!("MMAU".parse::<Format>(), Ok(Format::Mmau));
     assert!("csv".parse::<Format>().is_err());
     // Naming the format overrides detection: the OP-TTRAV MMAU list read as MMAU has no choices.
-    let forced = load_dataset(&shared("op-ttrav/mmau_test_mini_test.json"), Some(Format::Mmau), None).expect("load");
+    let forced = load_dataset(&fixture("op-ttrav/mmau_test_mini_test.json"), Some(Format::Mmau), None).expect("load");
     assert!(forced.items.is_empty());
-    assert_eq!(forced.skipped.len(), 200);
-    assert!(forced.skipped[0].reason.contains("choices"), "{}", forced.skipped[0]);
+    assert_eq!(forced.skipped.len(), 6);
+    assert!(forced.skipped.iter().all(|s| s.reason == "no \"choices\""), "{:?}", forced.skipped);
 }
 
 #[test]
 fn media_root_rewrites_foreign_absolute_paths() {
     let root = Path::new("/mnt/media");
-    let ds = load_dataset(&shared("op-ttrav/OmniVideo_test_sanity.json"), None, Some(root)).expect("load");
+    let ds = load_dataset(&fixture("op-ttrav/OmniVideo_test_sanity.json"), None, Some(root)).expect("load");
     let first = &ds.items[0];
-    assert_eq!(first.audio, [root.join("cHHghW4Pg5k/cHHghW4Pg5k_audio.wav")], "tail after the Videos/ component");
-    assert_eq!(first.video, Some(root.join("cHHghW4Pg5k/cHHghW4Pg5k_video.mp4")));
+    assert_eq!(first.audio, [root.join("vidA0001/vidA0001_audio.wav")], "tail after the Videos/ component");
+    assert_eq!(first.video, Some(root.join("vidA0001/vidA0001_video.mp4")));
 
-    let ds = load_dataset(&shared("op-ttrav/mmau_test_mini_test.json"), None, Some(root)).expect("load");
-    assert_eq!(ds.items[0].audio, [root.join("MMAU/a8c17404-365a-4ee8-831c-23d911c80bbf.wav")], "tail after Audio/");
+    let ds = load_dataset(&fixture("op-ttrav/mmau_test_mini_test.json"), None, Some(root)).expect("load");
+    assert_eq!(ds.items[0].audio, [root.join(format!("MMAU/{}.wav", MMAU_ID[0]))], "tail after Audio/");
 
     // Relative paths stay relative to the dataset file, media root or not.
-    let path = shared("mmau/mmau-test-mini.json");
+    let path = fixture("mmau/mmau-test-mini.json");
     let ds = load_dataset(&path, None, Some(root)).expect("load");
     let dir = path.parent().expect("parent");
-    assert_eq!(ds.items[0].audio, [dir.join("test-mini-audios/3fe64f3d-282c-4bc8-a753-68f8f6c35652.wav")]);
+    assert_eq!(ds.items[0].audio, [dir.join(format!("test-mini-audios/{}.wav", MMAU_ID[0]))]);
 
     let base = Path::new("/data/sets");
     assert_eq!(resolve_media_path("/a/b/clips/x.wav", base, Some(root)), root.join("x.wav"), "no marker: file name");
@@ -458,12 +457,19 @@ fn op_ttrav_prompts_and_kinds_from_written_lists() {
 fn hydra_literal_prompts_keep_the_escapes() {
     let ds = load("op-ttrav/mmau_test_mini_test.json");
     let p = ds.items[0].prompt_text_as(PromptStyle::HydraLiteral);
-    assert!(p.ends_with(r"D. six\nExplain your reasoning step by step in detail, then give your final answer as exactly one of: \\boxed{A}, \\boxed{B}, \\boxed{C}, or \\boxed{D}."));
+    // Real newlines between the options, the instruction's escapes literal.
+    assert_eq!(
+        p,
+        "Which instrument carries the melody in this clip?\nA. Piano\nB. Violin\nC. Flute\nD. Drums".to_string()
+            + r"\nExplain your reasoning step by step in detail, then give your final answer as exactly one of: \\boxed{A}, \\boxed{B}, \\boxed{C}, or \\boxed{D}."
+    );
     assert_eq!(ds.items[0].prompt_text_as(PromptStyle::Clean), ds.items[0].prompt_text());
     let aime = load("op-ttrav/AIME-TTT_test.json");
-    assert!(aime.items[0].prompt_text_as(PromptStyle::HydraLiteral).ends_with(
-        r"spent in the coffee shop.\nPlease reason step by step, and put your final answer within \boxed{}."
-    ));
+    assert_eq!(
+        aime.items[0].prompt_text_as(PromptStyle::HydraLiteral),
+        "A walk of $6$ kilometers takes $t$ minutes at $4$ kilometers per hour. Find $t$.".to_string()
+            + r"\nPlease reason step by step, and put your final answer within \boxed{}."
+    );
 }
 
 #[test]

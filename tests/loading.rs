@@ -134,11 +134,32 @@ fn untied_model_without_lm_head_is_an_error() {
     assert!(e.contains("lm_head.weight") && e.contains("tie_word_embeddings"), "{e}");
 }
 
+/// A tied checkpoint (no lm_head tensor) gives the logits of the same model untied with the
+/// embedding matrix written out as its lm_head; a head of twice the embeddings gives twice them.
 #[test]
 fn tied_model_uses_the_embeddings() {
     let cfg = ThinkerConfig::from_file(&fixture("text_full_config_tied").join("config.json")).unwrap();
     assert!(cfg.tie_word_embeddings, "only the thinker-level flag counts");
-    assert!(load_dir(&fixture("text_full_config_tied")).is_ok());
+    let tied = last_logits(&load_dir(&fixture("text_full_config_tied")).unwrap());
+
+    let dir = copy_fixture("text_full_config_tied");
+    let config_path = dir.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["thinker_config"]["tie_word_embeddings"] = serde_json::json!(false);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    assert!(!ThinkerConfig::from_file(&config_path).unwrap().tie_word_embeddings);
+    let weights = dir.path().join("model.safetensors");
+    let mut tensors = load_tensors(&weights);
+    assert!(!tensors.contains_key("thinker.lm_head.weight"), "the fixture is tied");
+    let embeddings = tensors["thinker.model.embed_tokens.weight"].clone();
+    tensors.insert("thinker.lm_head.weight".into(), embeddings.clone());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    assert_eq!(last_logits(&load_dir(dir.path()).unwrap()), tied);
+
+    tensors.insert("thinker.lm_head.weight".into(), (embeddings * 2.0).unwrap());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let doubled: Vec<f32> = tied.iter().map(|x| 2.0 * x).collect();
+    assert_eq!(last_logits(&load_dir(dir.path()).unwrap()), doubled);
 }
 
 #[test]

@@ -41,24 +41,51 @@ fn every_mode_scores_a_group() {
 
     let bge = root().join("tests/fixtures/encoders/bge-tiny");
     let bge = bge.to_str().unwrap();
+    let rewards = |out: &serde_json::Value| -> Vec<f64> { out["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let candidates = |g: usize| -> Vec<String> { groups[g]["candidates"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect() };
+    let mut medoid_labels = Vec::new();
     for mode in ["medoid", "cluster", "evolrl"] {
         let out = lines(&run(&["--mode", mode, "--encoder", bge, "--json"], &input));
-        let r: Vec<f64> = out[1]["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert_eq!(r.len(), 5, "{mode}");
+        assert_eq!(out.len(), 2, "{mode}");
+        for (g, o) in out.iter().enumerate() {
+            let r = rewards(o);
+            assert_eq!(r.len(), candidates(g).len(), "{mode}");
+            // The label is the anchor answer's text.
+            let anchor = o["anchor"].as_u64().unwrap_or_else(|| panic!("{mode}: no anchor: {o}")) as usize;
+            assert_eq!(o["label"].as_str(), Some(candidates(g)[anchor].as_str()), "{mode}: {o}");
+            match mode {
+                // clamp(cos(answer, medoid), 0, 1): the medoid itself gets 1.
+                "medoid" => {
+                    assert!(r.iter().all(|x| (0.0..=1.0).contains(x)), "{mode}: {r:?}");
+                    assert!((r[anchor] - 1.0).abs() < 1e-6, "{mode}: {r:?}");
+                    medoid_labels.push(o["label"].clone());
+                }
+                // The modal cluster's members get 1, the others 0.
+                "cluster" => {
+                    assert!(r.iter().all(|&x| x == 0.0 || x == 1.0), "{mode}: {r:?}");
+                    assert_eq!(r[anchor], 1.0, "{mode}: {r:?}");
+                }
+                _ => assert!(r.iter().all(|x| (-1.0..=1.0).contains(x)), "{mode}: {r:?}"),
+            }
+        }
+        let r = rewards(&out[1]);
         // The empty answer: 0 (medoid, cluster) or -1 (evolrl).
         assert_eq!(r[3], if mode == "evolrl" { -1.0 } else { 0.0 }, "{mode}");
         // Two identical answers get identical rewards.
         assert!((r[0] - r[4]).abs() < 1e-6, "{mode}: {r:?}");
     }
     let kde = lines(&run(&["--mode", "cluster", "--variant", "kde", "--encoder", bge, "--json"], &input));
-    let r: Vec<f64> = kde[1]["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let r = rewards(&kde[1]);
     assert!(r.iter().any(|&x| (x - 1.0).abs() < 1e-6), "KDE: the densest answer gets 1: {r:?}");
 
     let model = root().join("tests/fixtures/omni/text_basic");
     let judge = lines(&run(&["--mode", "judge", "--encoder", bge, "--judge-model", model.to_str().unwrap(), "--json"], &input));
-    let r: Vec<f64> = judge[1]["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    // The tiny random judge rarely writes a number: every reward is a score in [0, 1].
-    assert!(r.iter().all(|x| (0.0..=1.0).contains(x)), "{r:?}");
+    for (g, o) in judge.iter().enumerate() {
+        // The judge compares each answer with the medoid answer: the same reference as medoid's.
+        assert_eq!(o["label"], medoid_labels[g], "judge reference of group {g}");
+        // The tiny random judge writes no number, so every answer gets the neutral 0.5.
+        assert_eq!(rewards(o), vec![0.5; candidates(g).len()], "{o}");
+    }
 
     // The readable table.
     let out = run(&["--mode", "vote"], &input);
@@ -99,13 +126,25 @@ fn jsonl_and_bad_input() {
     assert!(err.contains("candidates"), "{err}");
 }
 
+/// A megabyte answer is cut to the encoder's 32 tokens: it gets exactly the rewards of its first
+/// 40 words (also past the limit), and not those of its first 20 words.
 #[test]
 fn megabyte_candidates_are_truncated_by_the_encoder() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("big.json");
-    let big = "word ".repeat(250_000);
-    std::fs::write(&input, serde_json::json!({"candidates": [big, "word word", "other"]}).to_string()).unwrap();
+    let words = ["the", "cat", "is", "on", "the", "mat", "and", "a", "dog", "was", "in", "the", "house", "with", "it"];
+    let text = |n: usize| (0..n).map(|i| words[i % words.len()]).collect::<Vec<_>>().join(" ");
     let bge = root().join("tests/fixtures/encoders/bge-tiny");
-    let out = lines(&run(&["--mode", "medoid", "--encoder", bge.to_str().unwrap(), "--json"], &input));
-    assert_eq!(out[0]["rewards"].as_array().unwrap().len(), 3);
+    let score = |first: String| {
+        let input = dir.path().join("group.json");
+        std::fs::write(&input, serde_json::json!({"candidates": [first, "a man eats food", "the quick brown fox"]}).to_string()).unwrap();
+        let out = lines(&run(&["--mode", "medoid", "--encoder", bge.to_str().unwrap(), "--json"], &input));
+        out[0]["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<f64>>()
+    };
+    let big = text(300_000);
+    assert!(big.len() > 1_000_000);
+    let r = score(big);
+    assert_eq!(r.len(), 3);
+    assert_eq!(r, score(text(40)));
+    let short = score(text(20));
+    assert!((r[0] - short[0]).abs() > 1e-4, "{r:?} vs {short:?}");
 }

@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::fixture;
 use ttrav::nn::Pass;
-use ttrav::rl::grpo::{loss, LossConfig};
+use ttrav::rl::grpo::{loss, AggScale, LossConfig, LossInputs};
 use ttrav::{ModelSource, PrefillOptions, PromptBatch, Rng, Thinker};
 
 const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -15,7 +15,7 @@ const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
 fn model(dtype: DType) -> (Thinker, Vec<(String, std::sync::Arc<ttrav::nn::Lora>)>) {
     let mut t = Thinker::load(&ModelSource::Local(fixture("text_basic")), &Device::Cpu, dtype).unwrap();
     let targets: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
-    let adapters = t.attach_lora(2, 4.0, &targets, 0.05, &mut Rng::seed(3)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut t, 2, 4.0, &targets, 0.05, &mut Rng::seed(3)).unwrap();
     (t, adapters)
 }
 
@@ -33,7 +33,9 @@ fn total_loss(t: &Thinker, cfg: &LossConfig, old: Option<&Tensor>) -> (Tensor, T
         None => (lp.logp.detach() - 0.05).unwrap(),
     };
     let adv = Tensor::new(&[1.0f64, -0.5], &Device::Cpu).unwrap().to_dtype(lp.logp.dtype()).unwrap();
-    (loss(cfg, &lp, &old, Some(&base.logp.detach()), &adv).unwrap().0, old)
+    let reference = base.logp.detach();
+    let inputs = LossInputs { logp: &lp.logp, old_logp: &old, advantages: &adv, mask: &lp.mask, ref_logp: Some(&reference), entropy: Some(&lp.entropy) };
+    (loss(cfg, &inputs, &AggScale::of_mask(&lp.mask).unwrap()).unwrap().0, old)
 }
 
 fn cfg() -> LossConfig {
@@ -98,23 +100,17 @@ fn reward_rises_on_a_toy_task() {
 
     let mut t = Thinker::load(&ModelSource::Local(fixture("text_basic")), &Device::Cpu, DType::F32).unwrap();
     let targets: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
-    let adapters = t.attach_lora(4, 8.0, &targets, 0.0, &mut Rng::seed(1)).unwrap();
+    let adapters = ttrav::rl::lora::attach_lora(&mut t, 4, 8.0, &targets, 0.0, &mut Rng::seed(1)).unwrap();
     let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.lora_A"), l.a.clone()), (format!("{n}.lora_B"), l.b.clone())]).collect();
     let steps = 40;
     let mut opt = AdamW::new(AdamWConfig { lr: 0.05, total_steps: steps, weight_decay: 0.0, ..Default::default() }, params).unwrap();
     let prompt = EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198], ..Default::default() };
     let gen = GenerationConfig { max_new_tokens: 6, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
-    let cfg = UpdateConfig {
-        loss: Default::default(),
-        advantage: AdvantageKind::Grpo,
-        temperature: 1.0,
-        grad_clip: 1.0,
-        filter_equal_rewards: true,
-        dropout_seed: 0,
-    };
+    let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: true, ..Default::default() };
     let target = 331u32; // about 5% of sampled tokens at the start
     let mut rng = Rng::seed(7);
     let mut history = Vec::new();
+    let mut updates = 0;
     for _ in 0..steps {
         let r = rollout(&t, &prompt, 400, 8, &gen, &mut rng).unwrap();
         let rewards: Vec<f32> =
@@ -122,8 +118,15 @@ fn reward_rises_on_a_toy_task() {
         history.push(rewards.iter().sum::<f32>() / rewards.len() as f32);
         let group = TrainGroup { rollout: &r, chosen: (0..8).collect(), rewards, weight: 1.0 };
         let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
+        // A step is skipped only when DAPO's filter left no group (all rewards equal).
         assert!(stats.skipped.is_none() || stats.groups_used == 0, "{stats:?}");
+        if stats.skipped.is_none() {
+            assert!(stats.grad_norm > 0.0, "{stats:?}");
+            updates += 1;
+        }
     }
+    assert!(updates >= steps / 2, "only {updates} of {steps} steps updated");
+    assert_eq!(opt.step, updates, "the optimizer stepped once per update");
     let first: f32 = history[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = history[steps - 5..].iter().sum::<f32>() / 5.0;
     assert!(last > first + 0.3, "reward did not rise enough: {first:.3} -> {last:.3} ({history:?})");
@@ -146,7 +149,7 @@ fn a_nan_loss_skips_the_step() {
     let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
     let r = rollout(&t, &prompt, 400, 3, &gen, &mut Rng::seed(1)).unwrap();
     let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
-    let cfg = UpdateConfig { loss: Default::default(), advantage: AdvantageKind::Grpo, temperature: 1.0, grad_clip: 1.0, filter_equal_rewards: false, dropout_seed: 0 };
+    let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, ..Default::default() };
     let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
     assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "{stats:?}");
     assert_eq!(opt.step, 0);
@@ -178,26 +181,89 @@ fn batched_rollouts_keep_each_prompts_context() {
 }
 
 /// LoRA dropout: a seeded mask (the same seed gives the same log-probs, another seed others),
-/// off outside training, and the gradients still reach every adapter.
+/// off outside training (a pass without a seed gives the log-probs of the model without dropout),
+/// and the gradients still reach every adapter.
 #[test]
 fn lora_dropout_is_seeded_and_keeps_gradients() {
     let (mut t, adapters) = model(DType::F32);
-    t.set_lora_dropout(0.3).unwrap();
     let batch = PromptBatch::left_padded(&[vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198]], 400).unwrap();
     let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap().context(0).unwrap();
     let answers = vec![vec![331, 357, 165, 55], vec![20, 30, 402]];
-    let lp = |seed: Option<u64>| {
+    let lp = |t: &Thinker, seed: Option<u64>| {
         let pass = Pass { dropout_seed: seed, ..Pass::TRAIN };
         t.answer_logprobs(&prompt, &answers, 1.0, pass).unwrap().logp
     };
     let values = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(values(&lp(Some(1))), values(&lp(Some(1))));
-    assert_ne!(values(&lp(Some(1))), values(&lp(Some(2))));
-    assert_ne!(values(&lp(Some(1))), values(&lp(None)));
-    let grads = lp(Some(3)).sum_all().unwrap().backward().unwrap();
+    let without_dropout = values(&lp(&t, None));
+    ttrav::rl::lora::set_lora_dropout(&mut t, 0.3).unwrap();
+    assert_eq!(values(&lp(&t, Some(1))), values(&lp(&t, Some(1))));
+    assert_ne!(values(&lp(&t, Some(1))), values(&lp(&t, Some(2))));
+    assert_ne!(values(&lp(&t, Some(1))), without_dropout);
+    assert_eq!(values(&lp(&t, None)), without_dropout, "no seed, no dropout");
+    let grads = lp(&t, Some(3)).sum_all().unwrap().backward().unwrap();
     for (name, l) in &adapters {
         let g = grads.get(l.a.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(g > 0.0, "{name}");
     }
-    assert!(t.set_lora_dropout(1.0).is_err());
+    assert!(ttrav::rl::lora::set_lora_dropout(&mut t, 1.0).is_err());
+}
+
+/// With full fine-tuning, the base-model pass (the KL reference, the base-model judge) runs the
+/// original weights, not the ones being trained, when the frozen copy is kept.
+#[test]
+fn full_fine_tuning_keeps_the_original_model_as_the_reference() {
+    let source = ModelSource::resolve(fixture("text_basic").to_str().unwrap()).unwrap();
+    let logits = |t: &Thinker, base: bool| -> Vec<f32> {
+        let batch = PromptBatch::left_padded(&[vec![401, 301, 198, 328, 316]], 400).unwrap();
+        let out = t.prefill(&batch, PrefillOptions { base_model: base, ..Default::default() }).unwrap();
+        out.state.next_logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let original = logits(&Thinker::load(&source, &Device::Cpu, DType::F32).unwrap(), false);
+    for keep in [true, false] {
+        let mut t = Thinker::load(&source, &Device::Cpu, DType::F32).unwrap();
+        let params = ttrav::rl::lora::make_decoder_trainable(&mut t, keep).unwrap();
+        assert_eq!(params.len(), 14);
+        for (_, v) in &params {
+            v.set(&(v.as_tensor() * 1.5).unwrap()).unwrap();
+        }
+        let (policy, base) = (logits(&t, false), logits(&t, true));
+        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff(&policy, &original) > 1e-3, "the trained weights are used by the policy");
+        if keep {
+            assert_eq!(base, original, "the base-model pass runs the original weights");
+        } else {
+            assert_eq!(base, policy, "without a frozen copy there is one model");
+        }
+    }
+}
+
+/// Adaptive votes: one round of the whole budget is the plain rollout; a prompt that settles after
+/// its first round gets no more answers, the others the whole budget.
+#[test]
+fn adaptive_rollouts_stop_settled_prompts() {
+    use ttrav::omni::generate::GenerationConfig;
+    use ttrav::rl::trainer::{rollout_adaptive, rollout_batch};
+    use ttrav::EncodedPrompt;
+    let t = Thinker::load(&ModelSource::resolve(fixture("text_basic").to_str().unwrap()).unwrap(), &Device::Cpu, DType::F32).unwrap();
+    let gen = GenerationConfig { max_new_tokens: 5, sampling: ttrav::Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![402] };
+    let prompts = vec![
+        EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316], ..Default::default() },
+        EncodedPrompt { input_ids: vec![401, 350, 198], ..Default::default() },
+    ];
+    let plain = rollout_batch(&t, &prompts, 400, 6, &gen, &mut Rng::seed(4)).unwrap();
+    let one_round = rollout_adaptive(&t, &prompts, 400, 6, 6, &gen, &mut Rng::seed(4), |_, _| Ok(false)).unwrap();
+    for (a, b) in plain.iter().zip(&one_round) {
+        assert_eq!(a.answers, b.answers);
+        assert_eq!(a.logprobs, b.logprobs);
+    }
+    let mut asked = Vec::new();
+    let rounds = rollout_adaptive(&t, &prompts, 400, 6, 2, &gen, &mut Rng::seed(4), |q, r| {
+        asked.push((q, r.answers.len()));
+        Ok(q == 0)
+    })
+    .unwrap();
+    assert_eq!(rounds[0].answers.len(), 2, "settled after its first round");
+    assert_eq!(rounds[1].answers.len(), 6, "the whole budget");
+    assert_eq!(rounds[1].logprobs.len(), 6);
+    assert_eq!(asked, vec![(0, 2), (1, 2), (1, 4)], "asked after each round, not after the last");
 }

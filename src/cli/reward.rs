@@ -4,9 +4,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use ttrav::reward::cluster::Variant;
-use ttrav::reward::extract::AnswerFormat;
-use ttrav::reward::medoid::Anchor;
 use ttrav::reward::{default_mode_name, score, Group, Mode, RewardState};
 
 #[derive(Args)]
@@ -15,10 +12,6 @@ pub struct RewardArgs {
     /// (simple_cluster), evolrl (evolrl_cluster) [default: $TTRL_TASK_TYPE, else vote].
     #[arg(long)]
     mode: Option<String>,
-    /// Cluster variant: simple, continuous, kde, evolrl [default: from TTRL_CLUSTER_KDE /
-    /// TTRL_CLUSTER_CONTINUOUS, else simple].
-    #[arg(long)]
-    variant: Option<String>,
     /// JSON: {"question", "candidates": [...], "gold"?, "choices"?}, a list of such objects, or JSONL.
     #[arg(long)]
     input: PathBuf,
@@ -33,29 +26,8 @@ pub struct RewardArgs {
     /// The judge model (judge mode): a model directory or hub id.
     #[arg(long)]
     judge_model: Option<String>,
-    /// Multiple-choice answers: strict (only \boxed{X}, the reference's rule) or lenient.
-    #[arg(long, default_value = "strict")]
-    answer_format: String,
-    /// Medoid mode: compare with the medoid answer or the centroid of all answers.
-    #[arg(long, default_value = "medoid")]
-    anchor: String,
-    /// Medoid mode: answers with fewer words get their reward multiplied by 0.7 (0 = off).
-    #[arg(long, env = "TTRL_OE_MIN_LEN_TOKENS", default_value_t = 0)]
-    min_words: usize,
-    /// Cluster mode: weight of the novelty bonus against earlier anchors (0 = off).
-    #[arg(long, env = "TTRL_NOVELTY_BETA", default_value_t = 0.0)]
-    novelty_beta: f32,
-    #[arg(long, env = "TTRL_CLUSTER_K_MIN", default_value_t = 2)]
-    k_min: usize,
-    #[arg(long, env = "TTRL_CLUSTER_K_MAX", default_value_t = 4)]
-    k_max: usize,
-    /// K-means initialisations per K.
-    #[arg(long, default_value_t = 4)]
-    n_init: usize,
-    #[arg(long, env = "TTRL_CLUSTER_SEED", default_value_t = 0)]
-    seed: u64,
-    #[arg(long, env = "TTRL_CLUSTER_KDE_TAU", default_value_t = 0.2)]
-    kde_tau: f32,
+    #[command(flatten)]
+    options: ttrav::reward::RewardOptions,
 }
 
 /// Reads groups from JSON (one object or a list) or JSON lines, naming the line of any error.
@@ -106,44 +78,7 @@ pub fn read_groups(path: &std::path::Path) -> Result<Vec<Group>> {
 }
 
 fn build_mode(args: &RewardArgs) -> Result<Mode> {
-    let name = args.mode.clone().unwrap_or_else(default_mode_name);
-    let mut mode = Mode::from_name(&name)?;
-    match &mut mode {
-        Mode::Vote(cfg) => {
-            cfg.format = match args.answer_format.as_str() {
-                "strict" => AnswerFormat::Strict,
-                "lenient" => AnswerFormat::Lenient,
-                other => bail!("--answer-format must be strict or lenient (got {other})"),
-            }
-        }
-        Mode::Medoid(cfg) => {
-            cfg.anchor = match args.anchor.as_str() {
-                "medoid" => Anchor::Medoid,
-                "centroid" => Anchor::Centroid,
-                other => bail!("--anchor must be medoid or centroid (got {other})"),
-            };
-            cfg.min_words = args.min_words;
-        }
-        Mode::Judge(_) => {}
-        Mode::Cluster(cfg) => {
-            let env_on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
-            if cfg.variant != Variant::Evolrl {
-                cfg.variant = match &args.variant {
-                    Some(v) => Variant::from_name(v)?,
-                    None if env_on("TTRL_CLUSTER_KDE") => Variant::Kde,
-                    None if env_on("TTRL_CLUSTER_CONTINUOUS") => Variant::Continuous,
-                    None => Variant::Simple,
-                };
-            }
-            cfg.novelty_beta = args.novelty_beta;
-            cfg.k_min = args.k_min.max(2);
-            cfg.k_max = args.k_max.max(cfg.k_min);
-            cfg.n_init = args.n_init.max(1);
-            cfg.seed = args.seed;
-            cfg.kde_tau = args.kde_tau;
-        }
-    }
-    Ok(mode)
+    Mode::with_options(&args.mode.clone().unwrap_or_else(default_mode_name), &args.options)
 }
 
 pub fn run(args: RewardArgs) -> Result<()> {

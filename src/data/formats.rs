@@ -162,7 +162,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
 
-const TTRAV_KNOWN: [&str; 8] = ["id", "question", "choices", "audio", "images", "video", "answer", "kind"];
+const TTRAV_KNOWN: [&str; 9] = ["id", "question", "choices", "audio", "images", "video", "answer", "kind", "response"];
 
 fn ttrav(obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item, String> {
     let question = match obj.get("question") {
@@ -214,6 +214,7 @@ fn ttrav(obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item, S
         images,
         video,
         answer,
+        response: non_empty(text_field(obj, "response")?),
         kind,
         groups: groups(obj, &TTRAV_KNOWN),
     })
@@ -315,6 +316,7 @@ fn op_ttrav(obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item
         images,
         video,
         answer: final_answer,
+        response: None,
         kind,
         groups: groups(obj, &OP_TTRAV_KNOWN),
     })
@@ -356,6 +358,7 @@ fn mmau(obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item, St
         images: Vec::new(),
         video: None,
         answer,
+        response: None,
         kind: TaskKind::MultipleChoice,
         groups: groups(obj, &MMAU_KNOWN),
     })
@@ -378,6 +381,7 @@ fn alpaca_eval(obj: &Map<String, Value>, position: usize) -> Result<Item, String
         images: Vec::new(),
         video: None,
         answer: non_empty(string_field(obj, "output")?),
+        response: None,
         kind: TaskKind::OpenEnded,
         groups: groups(obj, &ALPACA_KNOWN),
     })

@@ -135,6 +135,9 @@ pub struct Item {
     pub video: Option<PathBuf>,
     /// Multiple choice: the letter; math: the answer; open-ended: the reference text.
     pub answer: Option<String>,
+    /// The whole reply `ttrav sft` teaches, when the data gives one (ttrav JSONL's `response`);
+    /// otherwise sft derives it from the answer.
+    pub response: Option<String>,
     pub kind: TaskKind,
     /// Grouping fields for evaluation breakdowns (MMAU task, category, sub-category, difficulty;
     /// OP-TTRAV source; AlpacaEval dataset; any extra string field of a ttrav line).
@@ -225,7 +228,7 @@ pub struct Dataset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Format {
     /// ttrav JSONL: `{"id", "question", "choices"?, "audio"?, "images"?, "video"?, "answer"?,
-    /// "kind"?}` per line (a JSON list of such objects is read too).
+    /// "kind"?, "response"?}` per line (a JSON list of such objects is read too).
     #[value(alias = "jsonl")]
     Ttrav,
     /// OP-TTRAV JSON list: `{id, question (options appended), audio_file?, video_file?,

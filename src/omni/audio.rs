@@ -5,10 +5,10 @@
 //! each chunk -> average pooling of row pairs over the whole clip -> LayerNorm -> projection to
 //! the text hidden size. One output row per `<|AUDIO|>` token.
 
-use crate::nn::Linear;
+use crate::nn::{softmax_last, Conv1d, LayerNorm, Linear};
 use crate::omni::config::AudioConfig;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 /// Frames after the stride-2 convolution for `frames` mel frames.
 pub fn frames_after_conv(frames: usize) -> usize {
@@ -47,19 +47,19 @@ impl Attention {
     }
 
     /// `xs`: [chunks, T, D]; `mask`: additive [chunks, 1, 1, T] for padded rows.
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, differentiable: bool) -> Result<Tensor> {
         let (c, t, d) = xs.dims3()?;
         let hd = d / self.heads;
         let split = |x: Tensor| x.reshape((c, t, self.heads, hd))?.transpose(1, 2)?.contiguous();
         let q = split(self.q_proj.forward(xs)?)?;
         let k = split(self.k_proj.forward(xs)?)?;
         let v = split(self.v_proj.forward(xs)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(DType::F32)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.to_dtype(crate::omni::text::accumulation_dtype(v.dtype()))?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => scores.broadcast_add(&m.to_dtype(scores.dtype())?)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = softmax_last(&scores, differentiable)?.to_dtype(v.dtype())?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((c, t, d))?;
         self.out_proj.forward(&out)
     }
@@ -78,17 +78,18 @@ impl EncoderLayer {
     fn load(cfg: &AudioConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
         Ok(Self {
-            self_attn_layer_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            self_attn_layer_norm: LayerNorm::load(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
             self_attn: Attention::load(cfg, vb.pp("self_attn"))?,
-            final_layer_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+            final_layer_norm: LayerNorm::load(d, 1e-5, vb.pp("final_layer_norm"))?,
             fc1: Linear::load(d, cfg.encoder_ffn_dim, true, vb.pp("fc1"))?,
             fc2: Linear::load(cfg.encoder_ffn_dim, d, true, vb.pp("fc2"))?,
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let h = (xs + self.self_attn.forward(&self.self_attn_layer_norm.forward(xs)?, mask)?)?;
-        let ff = self.fc2.forward(&self.fc1.forward(&self.final_layer_norm.forward(&h)?)?.gelu_erf()?)?;
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, differentiable: bool) -> Result<Tensor> {
+        let normed = self.self_attn_layer_norm.apply(xs, differentiable)?;
+        let h = (xs + self.self_attn.forward(&normed, mask, differentiable)?)?;
+        let ff = self.fc2.forward(&self.fc1.forward(&self.final_layer_norm.apply(&h, differentiable)?)?.gelu_erf()?)?;
         h + ff
     }
 }
@@ -124,25 +125,25 @@ impl AudioTower {
     /// Loads `audio_tower.*` from `vb` (scoped to the thinker's prefix).
     pub fn load(cfg: &AudioConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
-        let conv = |stride| Conv1dConfig { padding: 1, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
         Ok(Self {
-            conv1: candle_nn::conv1d(cfg.num_mel_bins, d, 3, conv(1), vb.pp("conv1"))?,
-            conv2: candle_nn::conv1d(d, d, 3, conv(2), vb.pp("conv2"))?,
+            conv1: Conv1d::load(cfg.num_mel_bins, d, 3, 1, 1, vb.pp("conv1"))?,
+            conv2: Conv1d::load(d, d, 3, 1, 2, vb.pp("conv2"))?,
             // A chunk uses its first n_window positions only (the config checks n_window <=
             // max_source_positions): the rest of the table is never read.
             positions: sinusoids(cfg.n_window, d, vb.device())?.to_dtype(vb.dtype())?,
             layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::load(cfg, vb.pp("layers").pp(i)))
                 .collect::<Result<Vec<_>>>()?,
-            ln_post: candle_nn::layer_norm(d, 1e-5, vb.pp("ln_post"))?,
+            ln_post: LayerNorm::load(d, 1e-5, vb.pp("ln_post"))?,
             proj: Linear::load(d, cfg.output_dim, true, vb.pp("proj"))?,
             cfg: cfg.clone(),
         })
     }
 
     /// Encodes clips given as their valid log-mel frames (`[n_mels, frames]` each); returns one
-    /// `[tokens, output_dim]` tensor per clip.
-    pub fn forward(&self, clips: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// `[tokens, output_dim]` tensor per clip. `differentiable` uses composed ops instead of the
+    /// fused kernels (training).
+    pub fn forward(&self, clips: &[Tensor], differentiable: bool) -> Result<Vec<Tensor>> {
         let chunk = 2 * self.cfg.n_window;
         let device = self.positions.device();
         let dtype = self.positions.dtype();
@@ -177,8 +178,8 @@ impl AudioTower {
         let frame_mask: Vec<f32> =
             lens.iter().flat_map(|&len| (0..tmax).map(move |t| if t < len { 1.0 } else { 0.0 })).collect();
         let frame_mask = Tensor::from_vec(frame_mask, (lens.len(), 1, tmax), device)?.to_dtype(dtype)?;
-        let xs = self.conv1.forward(&xs)?.gelu_erf()?.broadcast_mul(&frame_mask)?;
-        let xs = self.conv2.forward(&xs)?.gelu_erf()?.transpose(1, 2)?;
+        let xs = self.conv1.apply(&xs, differentiable)?.gelu_erf()?.broadcast_mul(&frame_mask)?;
+        let xs = self.conv2.apply(&xs, differentiable)?.gelu_erf()?.transpose(1, 2)?;
         let t2 = xs.dim(1)?;
         // 3. Positions restart in every chunk.
         let mut xs = xs.broadcast_add(&self.positions.narrow(0, 0, t2)?.unsqueeze(0)?)?;
@@ -192,7 +193,7 @@ impl AudioTower {
             Some(Tensor::from_vec(m, (valid.len(), 1, 1, t2), device)?)
         };
         for layer in &self.layers {
-            xs = layer.forward(&xs, mask.as_ref())?;
+            xs = layer.forward(&xs, mask.as_ref(), differentiable)?;
         }
         // 5. Per clip: valid rows of its chunks, average pooling of pairs, ln_post, projection.
         let mut outputs = Vec::with_capacity(clips.len());
@@ -210,7 +211,7 @@ impl AudioTower {
             }
             let d = h.dim(1)?;
             let pooled = h.narrow(0, 0, 2 * tokens)?.reshape((tokens, 2, d))?.mean(1)?;
-            outputs.push(self.proj.forward(&self.ln_post.forward(&pooled)?)?);
+            outputs.push(self.proj.forward(&self.ln_post.apply(&pooled, differentiable)?)?);
         }
         Ok(outputs)
     }

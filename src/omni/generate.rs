@@ -67,7 +67,8 @@ pub fn decode(thinker: &Thinker, mut state: PromptState, cfg: &GenerationConfig,
         let mut next = Vec::with_capacity(active.len());
         let mut keep = Vec::with_capacity(active.len());
         for (row, &s) in active.iter().enumerate() {
-            let choice = choose(&logits[row], cfg.sampling, rng);
+            let choice = choose(&logits[row], cfg.sampling, rng)
+                .map_err(|e| anyhow::anyhow!("sampling new token {} of sequence {s} (batch row {row}): {e}", step + 1))?;
             let sample = &mut samples[s];
             sample.token_ids.push(choice.token);
             sample.logprobs.push(choice.logprob);

@@ -11,7 +11,7 @@ use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
 use crate::omni::vision::VisionTower;
 use crate::omni::text::{attention_mask, KvCache, TextDecoder};
 use anyhow::{bail, Context, Result};
-use crate::nn::{Lora, Pass};
+use crate::nn::Pass;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::path::PathBuf;
@@ -223,6 +223,16 @@ pub struct AnswerLogprobs {
     pub mask: Tensor,
 }
 
+/// Per-token log-probabilities of completions ([`Thinker::completion_logprobs`]): each `[B, T]`.
+#[derive(Debug, Clone)]
+pub struct CompletionLogprobs {
+    pub logp: Tensor,
+    /// 1 for completion tokens, 0 for what precedes them.
+    pub mask: Tensor,
+    /// 1 where the token is the model's most likely one (no gradient).
+    pub top1: Tensor,
+}
+
 /// A loaded Qwen2.5-Omni thinker.
 #[derive(Debug)]
 pub struct Thinker {
@@ -245,7 +255,7 @@ impl Thinker {
     }
 
     /// Builds the thinker from a resolved config and its safetensors files.
-    pub fn from_files(mut config: ThinkerConfig, files: &[PathBuf], device: &Device, dtype: DType) -> Result<Self> {
+    pub fn from_files(config: ThinkerConfig, files: &[PathBuf], device: &Device, dtype: DType) -> Result<Self> {
         let names = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
         for f in files {
             check_safetensors_header(f)?;
@@ -253,6 +263,28 @@ impl Thinker {
         // SAFETY: the files are memory-mapped read-only; ttrav never writes to them while mapped.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
             .with_context(|| format!("cannot read weights from {names}"))?;
+        Self::from_var_builder(config, vb, &names, device, dtype)
+    }
+
+    /// Loads the thinker with every tensor of the checkpoint as a trainable variable (full
+    /// fine-tuning of the decoder, both towers and their projections); returns the variables by
+    /// their checkpoint names.
+    pub fn load_trainable(model: &ModelSource, device: &Device, dtype: DType) -> Result<(Self, Vec<(String, Var)>)> {
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            bail!("full fine-tuning needs f32 (or f64) weights, not {dtype:?}");
+        }
+        let config = ThinkerConfig::from_file(&model.get("config.json")?)?;
+        let files = model.weight_files()?;
+        let names = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        for f in &files {
+            check_safetensors_header(f)?;
+        }
+        let (vb, vars) = crate::weights::trainable(&files, dtype, device).with_context(|| format!("cannot read weights from {names}"))?;
+        let thinker = Self::from_var_builder(config, vb, &names, device, dtype)?;
+        Ok((thinker, vars.take()))
+    }
+
+    fn from_var_builder(mut config: ThinkerConfig, vb: VarBuilder, names: &str, device: &Device, dtype: DType) -> Result<Self> {
         config.weight_prefix = if vb.contains_tensor("thinker.model.embed_tokens.weight") {
             "thinker.".into()
         } else if vb.contains_tensor("model.embed_tokens.weight") {
@@ -289,45 +321,17 @@ impl Thinker {
         Ok(Self { config, text, audio, vision, device: device.clone(), dtype })
     }
 
-    /// A thinker with random weights of the config's sizes (normal, std 0.02; norms at 1): for
-    /// benchmarks and device checks at the real sizes, where no real checkpoint is at hand.
-    pub fn random(config: ThinkerConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        let mut rng = crate::sampling::Rng::seed(seed);
-        let t = &config.text;
-        let mut tensors = std::collections::HashMap::new();
-        let mut add = |name: String, shape: &[usize], norm: bool| -> Result<()> {
-            let w = if norm {
-                Tensor::ones(shape, DType::F32, device)?
-            } else {
-                let n: usize = shape.iter().product();
-                Tensor::from_vec(rng.normal_vec(n, 0.02), shape, device)?
-            };
-            tensors.insert(name, w.to_dtype(dtype)?);
-            Ok(())
-        };
-        let (h, i, hd) = (t.hidden_size, t.intermediate_size, t.head_dim);
-        let (q, kv) = (t.num_attention_heads * hd, t.num_key_value_heads * hd);
-        add("model.embed_tokens.weight".into(), &[t.vocab_size, h], false)?;
-        add("model.norm.weight".into(), &[h], true)?;
-        if !config.tie_word_embeddings {
-            add("lm_head.weight".into(), &[t.vocab_size, h], false)?;
-        }
-        for l in 0..t.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            add(format!("{p}.input_layernorm.weight"), &[h], true)?;
-            add(format!("{p}.post_attention_layernorm.weight"), &[h], true)?;
-            for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                add(format!("{p}.self_attn.{name}.weight"), &[out, h], false)?;
-                add(format!("{p}.self_attn.{name}.bias"), &[out], false)?;
-            }
-            add(format!("{p}.self_attn.o_proj.weight"), &[h, q], false)?;
-            add(format!("{p}.mlp.gate_proj.weight"), &[i, h], false)?;
-            add(format!("{p}.mlp.up_proj.weight"), &[i, h], false)?;
-            add(format!("{p}.mlp.down_proj.weight"), &[h, i], false)?;
-        }
-        let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        let text = TextDecoder::load(&config.text, config.tie_word_embeddings, vb)?;
-        Ok(Self { config, text, audio: None, vision: None, device: device.clone(), dtype })
+    /// A thinker with random weights of the config's sizes (normal, std 0.02; norms at 1, biases
+    /// at 0; each tensor's values depend only on `seed` and its name), with both towers when the
+    /// config has them: for models trained from scratch, and for benchmarks and device checks at
+    /// the real sizes, where no real checkpoint is at hand. Returns the tensors too, by
+    /// checkpoint name (without the `thinker.` prefix), so that they can be saved.
+    pub fn random(config: ThinkerConfig, seed: u64, device: &Device, dtype: DType) -> Result<(Self, Vec<(String, Tensor)>)> {
+        let tied = config.tie_word_embeddings;
+        let absent = move |name: &str| name.starts_with("thinker.") || (tied && name == "lm_head.weight");
+        let (vb, tensors) = crate::weights::random(seed, absent, dtype, device);
+        let thinker = Self::from_var_builder(config, vb, "random weights", device, dtype)?;
+        Ok((thinker, tensors.take()))
     }
 
     pub fn config(&self) -> &ThinkerConfig {
@@ -348,6 +352,11 @@ impl Thinker {
 
     /// Runs the audio tower over clips; one `[tokens, hidden]` tensor per clip.
     pub fn encode_audio(&self, clips: &[AudioFeatures]) -> Result<Vec<Tensor>> {
+        self.encode_audio_pass(clips, false)
+    }
+
+    /// [`Self::encode_audio`], through composed (differentiable) ops when `differentiable`.
+    fn encode_audio_pass(&self, clips: &[AudioFeatures], differentiable: bool) -> Result<Vec<Tensor>> {
         let tower = self.audio.as_ref().context(
             "this checkpoint has no audio tower (no `audio_config` or no `audio_tower.*` weights), so it cannot take audio",
         )?;
@@ -361,7 +370,7 @@ impl Thinker {
                 Ok(Tensor::from_slice(&c.mel, (n_mels, c.frames), &self.device)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(tower.forward(&mels)?)
+        Ok(tower.forward(&mels, differentiable)?)
     }
 
     /// The vision tower's patch embeddings of images (before its blocks), for checks.
@@ -375,6 +384,11 @@ impl Thinker {
 
     /// Runs the vision tower over images (or videos); one tensor of merged tokens for all.
     pub fn encode_visual(&self, items: &[VisualFeatures]) -> Result<Tensor> {
+        self.encode_visual_pass(items, false)
+    }
+
+    /// [`Self::encode_visual`], through composed (differentiable) ops when `differentiable`.
+    fn encode_visual_pass(&self, items: &[VisualFeatures], differentiable: bool) -> Result<Tensor> {
         let tower = self.vision.as_ref().context(
             "this checkpoint has no vision tower (no `vision_config` or no `visual.*` weights), so it cannot take images or video",
         )?;
@@ -382,11 +396,12 @@ impl Thinker {
         let row = pixels.len() / items.iter().map(|v| v.grid.iter().product::<usize>()).sum::<usize>().max(1);
         let n = pixels.len() / row.max(1);
         let grids: Vec<[usize; 3]> = items.iter().map(|v| v.grid).collect();
-        Ok(tower.forward(&Tensor::from_vec(pixels, (n, row), &self.device)?, &grids)?)
+        Ok(tower.forward(&Tensor::from_vec(pixels, (n, row), &self.device)?, &grids, differentiable)?)
     }
 
-    /// Token embeddings with the media features scattered into their placeholder positions.
-    fn input_embeddings(&self, batch: &PromptBatch) -> Result<Tensor> {
+    /// Token embeddings with the media features scattered into their placeholder positions
+    /// (the towers through differentiable ops when `differentiable`).
+    fn input_embeddings(&self, batch: &PromptBatch, differentiable: bool) -> Result<Tensor> {
         let (b, l) = (batch.batch_size(), batch.len());
         let ids: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
         let embeds = self.text.embed(&Tensor::from_vec(ids.clone(), (b, l), &self.device)?)?;
@@ -406,9 +421,9 @@ impl Thinker {
                 continue;
             }
             let features = match token {
-                x if x == t.audio => Tensor::cat(&self.encode_audio(&batch.audio)?, 0)?,
-                x if x == t.image => self.encode_visual(&batch.images)?,
-                _ => self.encode_visual(&batch.videos)?,
+                x if x == t.audio => Tensor::cat(&self.encode_audio_pass(&batch.audio, differentiable)?, 0)?,
+                x if x == t.image => self.encode_visual_pass(&batch.images, differentiable)?,
+                _ => self.encode_visual_pass(&batch.videos, differentiable)?,
             }
             .to_dtype(embeds.dtype())?;
             let rows = features.dim(0)?;
@@ -463,7 +478,7 @@ impl Thinker {
         if let Some(bad) = batch.input_ids.iter().flatten().find(|&&t| t >= vocab) {
             bail!("token id {bad} is outside the model's vocabulary (size {vocab})");
         }
-        let embeds = self.input_embeddings(batch)?;
+        let embeds = self.input_embeddings(batch, false)?;
         let position_ids = self.position_ids(batch)?;
         let cos_sin = self.text.rotary().cos_sin(&position_ids, self.dtype, &self.device)?;
         let key_valid: Vec<Vec<bool>> = batch.attention_mask.iter().map(|r| r.iter().map(|&m| m != 0).collect()).collect();
@@ -525,72 +540,44 @@ impl Thinker {
         Ok(())
     }
 
-    /// Sets the dropout on every adapter's input during training (0 = off).
-    pub fn set_lora_dropout(&mut self, p: f32) -> Result<()> {
-        if !(0.0..1.0).contains(&p) {
-            bail!("LoRA dropout must be in [0, 1) (got {p})");
-        }
-        for (i, (_, _, linear)) in self.text.adaptable_mut().into_iter().enumerate() {
-            linear.set_lora_dropout(p, i as u64);
-        }
-        Ok(())
+    /// The decoder's projections LoRA and full fine-tuning train, with their checkpoint path
+    /// (`thinker.model.layers.N.self_attn.q_proj`) and PEFT module name (`q_proj`, ...).
+    pub fn decoder_projections_mut(&mut self) -> Vec<(String, &'static str, &mut crate::nn::Linear)> {
+        let prefix = self.config.weight_prefix.clone();
+        self.text.adaptable_mut().into_iter().map(|(path, module, linear)| (format!("{prefix}{path}"), module, linear)).collect()
     }
 
-    /// Makes every decoder projection's weight trainable (full fine-tuning, for small models);
-    /// returns them by their checkpoint name (`thinker.model.layers.N.self_attn.q_proj.weight`).
-    pub fn make_decoder_trainable(&mut self) -> Result<Vec<(String, Var)>> {
-        let prefix = self.config.weight_prefix.clone();
-        self.text
-            .adaptable_mut()
-            .into_iter()
-            .map(|(path, _, linear)| Ok((format!("{prefix}{path}.weight"), linear.make_trainable()?)))
-            .collect()
-    }
-
-    /// Attaches LoRA adapters to the decoder projections named in `targets` (PEFT module
-    /// names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj). A starts
-    /// uniform in +-1/sqrt(in) (PEFT's Kaiming init), B at `b_std` (0 as in PEFT). Returns the
-    /// adapters by their PEFT tensor path (without the `.lora_A.weight` suffix).
-    pub fn attach_lora(
-        &mut self,
-        rank: usize,
-        alpha: f64,
-        targets: &[String],
-        b_std: f32,
-        rng: &mut crate::sampling::Rng,
-    ) -> Result<Vec<(String, std::sync::Arc<Lora>)>> {
-        if rank == 0 {
-            bail!("LoRA rank must be at least 1");
+    /// Log-probabilities of the last `completion_lens[b]` tokens of each (left-padded) sequence
+    /// of `batch`, each given everything before it, with the media through the towers: the
+    /// whole forward under `pass` (differentiable for supervised fine-tuning). Returns `[B, T]`
+    /// tensors (`T` = the longest completion; each row right-aligned): the log-probabilities,
+    /// the mask of completion tokens, and 1 where the token is the model's first choice.
+    pub fn completion_logprobs(&self, batch: &PromptBatch, completion_lens: &[usize], pass: Pass) -> Result<CompletionLogprobs> {
+        let (b, l) = (batch.batch_size(), batch.len());
+        if completion_lens.len() != b {
+            bail!("{} completion lengths for {b} sequences", completion_lens.len());
         }
-        let known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-        if let Some(t) = targets.iter().find(|t| !known.contains(&t.as_str())) {
-            bail!("unknown LoRA target module `{t}`: use {}", known.join(", "));
+        let t = completion_lens.iter().copied().max().unwrap_or(0);
+        let shortest_prompt = batch.attention_mask.iter().zip(completion_lens).map(|(m, c)| m.iter().filter(|&&v| v != 0).count().saturating_sub(*c)).min().unwrap_or(0);
+        if t == 0 || shortest_prompt == 0 {
+            bail!("every sequence needs at least one prompt token and one completion token");
         }
-        let device = self.device.clone();
-        // Adapters train in f32 (f64 for an f64 model), whatever the base weights' dtype.
-        let dtype = crate::omni::text::accumulation_dtype(self.dtype);
-        let prefix = self.config.weight_prefix.clone();
-        let mut out = Vec::new();
-        for (path, module, linear) in self.text.adaptable_mut() {
-            if !targets.iter().any(|t| t == module) {
-                continue;
-            }
-            let (out_dim, in_dim) = linear.dims();
-            let bound = 1.0 / (in_dim as f64).sqrt();
-            let a: Vec<f32> = (0..rank * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
-            let b: Vec<f32> = if b_std > 0.0 { rng.normal_vec(out_dim * rank, b_std) } else { vec![0.0; out_dim * rank] };
-            let lora = std::sync::Arc::new(Lora {
-                a: Var::from_tensor(&Tensor::from_vec(a, (rank, in_dim), &device)?.to_dtype(dtype)?)?,
-                b: Var::from_tensor(&Tensor::from_vec(b, (out_dim, rank), &device)?.to_dtype(dtype)?)?,
-                scale: alpha / rank as f64,
-            });
-            linear.set_lora(Some(lora.clone()));
-            out.push((format!("base_model.model.{prefix}{path}"), lora));
-        }
-        if out.is_empty() {
-            bail!("no LoRA target module matched ({})", targets.join(", "));
-        }
-        Ok(out)
+        let embeds = self.input_embeddings(batch, pass.differentiable)?;
+        let position_ids = self.position_ids(batch)?;
+        let cos_sin = self.text.rotary().cos_sin(&position_ids, self.dtype, &self.device)?;
+        let key_valid: Vec<Vec<bool>> = batch.attention_mask.iter().map(|r| r.iter().map(|&m| m != 0).collect()).collect();
+        let mask = attention_mask(&key_valid, l, &self.device)?;
+        let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut self.text.new_cache(), None, pass)?;
+        // Position l - 1 - t + k predicts token l - t + k.
+        let logits = self.text.logits(&hidden.narrow(1, l - 1 - t, t)?)?;
+        let logp_all = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+        let targets: Vec<u32> = batch.input_ids.iter().flat_map(|r| r[l - t..].to_vec()).collect();
+        let targets = Tensor::from_vec(targets, (b, t, 1), &self.device)?;
+        let logp = logp_all.gather(&targets, 2)?.squeeze(2)?;
+        let top1 = logits.detach().argmax(candle_core::D::Minus1)?.eq(&targets.squeeze(2)?)?.to_dtype(logp.dtype())?;
+        let mask: Vec<f32> = completion_lens.iter().flat_map(|&c| (0..t).map(move |k| if k >= t - c { 1.0 } else { 0.0 })).collect();
+        let mask = Tensor::from_vec(mask, (b, t), &self.device)?.to_dtype(logp.dtype())?;
+        Ok(CompletionLogprobs { logp, mask, top1 })
     }
 
     /// Log-probabilities (and entropies) of `answers` after one prompt (its [`PromptContext`]),

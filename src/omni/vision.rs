@@ -6,7 +6,7 @@
 //! residual) -> merger (RMSNorm, 2x2 patches concatenated, Linear-GELU-Linear) -> back to the
 //! original order. One output row per `<|IMAGE|>` / `<|VIDEO|>` token.
 
-use crate::nn::{apply_rotary, Linear, RmsNorm};
+use crate::nn::{rotary, softmax_last, Linear, RmsNorm};
 use crate::omni::config::VisionConfig;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -43,25 +43,26 @@ impl Block {
     }
 
     /// `xs`: [N, D] in window order; attention within each `segments` range.
-    fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, segments: &[(usize, usize)], heads: usize) -> Result<Tensor> {
+    #[allow(clippy::too_many_arguments)]
+    fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, segments: &[(usize, usize)], heads: usize, diff: bool) -> Result<Tensor> {
         let (n, d) = xs.dims2()?;
         let hd = d / heads;
-        let h = self.norm1.forward(xs)?;
+        let h = self.norm1.apply(xs, diff)?;
         let split = |t: Tensor| t.reshape((1, n, heads, hd))?.transpose(1, 2)?.contiguous();
-        let q = apply_rotary(&split(self.q.forward(&h)?)?, cos, sin)?;
-        let k = apply_rotary(&split(self.k.forward(&h)?)?, cos, sin)?;
+        let q = rotary(&split(self.q.forward(&h)?)?, cos, sin, diff)?;
+        let k = rotary(&split(self.k.forward(&h)?)?, cos, sin, diff)?;
         let v = split(self.v.forward(&h)?)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outs = Vec::with_capacity(segments.len());
         for &(start, len) in segments {
             let (qs, ks, vs) = (q.narrow(2, start, len)?, k.narrow(2, start, len)?, v.narrow(2, start, len)?);
-            let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(DType::F32)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(vs.dtype())?;
+            let scores = (qs.matmul(&ks.t()?)? * scale)?.to_dtype(crate::omni::text::accumulation_dtype(vs.dtype()))?;
+            let probs = softmax_last(&scores, diff)?.to_dtype(vs.dtype())?;
             outs.push(probs.matmul(&vs)?);
         }
         let attn = Tensor::cat(&outs, 2)?.transpose(1, 2)?.reshape((n, d))?;
         let xs = (xs + self.proj.forward(&attn)?)?;
-        let h = self.norm2.forward(&xs)?;
+        let h = self.norm2.apply(&xs, diff)?;
         let ff = self.down_proj.forward(&(candle_nn::ops::silu(&self.gate_proj.forward(&h)?)? * self.up_proj.forward(&h)?)?)?;
         xs + ff
     }
@@ -171,7 +172,8 @@ impl VisionTower {
 
     /// Encodes images or videos: `pixel_values` [N, 1176] for all grids, in order; returns the
     /// merged tokens [N / 4, out_hidden] in the original (row-major per frame) order.
-    pub fn forward(&self, pixel_values: &Tensor, grids: &[[usize; 3]]) -> Result<Tensor> {
+    /// `differentiable` uses composed ops instead of the fused kernels (training).
+    pub fn forward(&self, pixel_values: &Tensor, grids: &[[usize; 3]], differentiable: bool) -> Result<Tensor> {
         let n = pixel_values.dim(0)?;
         let expected: usize = grids.iter().map(|g| g[0] * g[1] * g[2]).sum();
         if n != expected {
@@ -206,9 +208,9 @@ impl VisionTower {
         let frames = to_segments(&frame_lens);
         for (i, block) in self.blocks.iter().enumerate() {
             let segments = if self.cfg.fullatt_block_indexes.contains(&i) { &frames } else { &windows };
-            xs = block.forward(&xs, &cos, &sin, segments, self.cfg.num_heads)?;
+            xs = block.forward(&xs, &cos, &sin, segments, self.cfg.num_heads, differentiable)?;
         }
-        let merged = self.ln_q.forward(&xs)?.reshape((n / unit, unit * d))?;
+        let merged = self.ln_q.apply(&xs, differentiable)?.reshape((n / unit, unit * d))?;
         let out = self.merger_fc2.forward(&self.merger_fc1.forward(&merged)?.gelu_erf()?)?;
         // Back to the original merged-token order.
         let mut reverse = vec![0u32; windex.len()];

@@ -17,6 +17,18 @@ pub enum AnswerFormat {
     Lenient,
 }
 
+impl std::str::FromStr for AnswerFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(Self::Strict),
+            "lenient" => Ok(Self::Lenient),
+            other => Err(format!("unknown answer format `{other}`: use strict or lenient")),
+        }
+    }
+}
+
 const LETTERS: &[char] = &['A', 'B', 'C', 'D'];
 
 /// The first `\boxed{X}` with X one letter A-D (either case), upper-cased.

@@ -102,6 +102,9 @@ pub enum Mode {
     Medoid(medoid::MedoidConfig),
     Judge(judge::JudgeConfig),
     Cluster(cluster::ClusterConfig),
+    /// A control, not a reward: each answer gets 0 or 1 at random (independent of the answer),
+    /// with the vote's diagnostics kept for monitoring.
+    Random(vote::VoteConfig),
 }
 
 impl Mode {
@@ -117,16 +120,116 @@ impl Mode {
                 variant: cluster::Variant::Evolrl,
                 ..Default::default()
             }),
+            "random" => Mode::Random(vote::VoteConfig::default()),
             other => bail!(
                 "unknown reward mode `{other}`: use vote (video_qa), math, medoid (open_ended_video), \
-                 judge (judge_open_ended), cluster (simple_cluster) or evolrl (evolrl_cluster)"
+                 judge (judge_open_ended), cluster (simple_cluster), evolrl (evolrl_cluster) or random (a control)"
             ),
         })
     }
 
     /// Whether the mode needs an embedding encoder.
     pub fn needs_embedder(&self) -> bool {
-        !matches!(self, Mode::Vote(_))
+        !matches!(self, Mode::Vote(_) | Mode::Random(_))
+    }
+}
+
+/// Every reward mode's settings, as `ttrav reward` and `ttrav adapt` take them (each mode reads
+/// the ones it has). Defaults are OP-TTRAV's.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, clap::Args)]
+pub struct RewardOptions {
+    /// Cluster variant: simple, continuous, kde [default: from TTRL_CLUSTER_KDE /
+    /// TTRL_CLUSTER_CONTINUOUS, else simple].
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Multiple-choice answers: strict (only \boxed{X}, the reference's rule) or lenient.
+    #[arg(long, default_value = "strict")]
+    pub answer_format: String,
+    /// Medoid mode: compare with the medoid answer or the centroid of all answers.
+    #[arg(long, default_value = "medoid")]
+    pub anchor: String,
+    /// Medoid mode: answers with fewer words get their reward multiplied by 0.7 (0 = off).
+    #[arg(long, env = "TTRL_OE_MIN_LEN_TOKENS", default_value_t = 0)]
+    pub min_words: usize,
+    /// Cluster mode: weight of the novelty bonus against earlier anchors (0 = off).
+    #[arg(long, env = "TTRL_NOVELTY_BETA", default_value_t = 0.0)]
+    pub novelty_beta: f32,
+    /// Cluster mode: the range of K tried.
+    #[arg(long, env = "TTRL_CLUSTER_K_MIN", default_value_t = 2)]
+    pub k_min: usize,
+    #[arg(long, env = "TTRL_CLUSTER_K_MAX", default_value_t = 4)]
+    pub k_max: usize,
+    /// Cluster mode: K-means initialisations per K.
+    #[arg(long, default_value_t = 4)]
+    pub n_init: usize,
+    /// Cluster mode: the K-means seed.
+    #[arg(long, env = "TTRL_CLUSTER_SEED", default_value_t = 0)]
+    pub cluster_seed: u64,
+    /// KDE variant: the kernel width.
+    #[arg(long, env = "TTRL_CLUSTER_KDE_TAU", default_value_t = 0.2)]
+    pub kde_tau: f32,
+}
+
+impl Default for RewardOptions {
+    fn default() -> Self {
+        Self {
+            variant: None,
+            answer_format: "strict".into(),
+            anchor: "medoid".into(),
+            min_words: 0,
+            novelty_beta: 0.0,
+            k_min: 2,
+            k_max: 4,
+            n_init: 4,
+            cluster_seed: 0,
+            kde_tau: 0.2,
+        }
+    }
+}
+
+impl Mode {
+    /// The mode named `name` (see [`Mode::from_name`]) with `opts` applied; an unknown option
+    /// value is an error naming the flag. Without a variant, the cluster mode reads OP-TTRAV's
+    /// `TTRL_CLUSTER_KDE` / `TTRL_CLUSTER_CONTINUOUS`.
+    pub fn with_options(name: &str, opts: &RewardOptions) -> Result<Self> {
+        let mut mode = Mode::from_name(name)?;
+        let format: extract::AnswerFormat = opts.answer_format.parse().map_err(|e| anyhow::anyhow!("--answer-format: {e}"))?;
+        match &mut mode {
+            Mode::Vote(cfg) | Mode::Random(cfg) => cfg.format = format,
+            Mode::Medoid(cfg) => {
+                cfg.anchor = match opts.anchor.as_str() {
+                    "medoid" => medoid::Anchor::Medoid,
+                    "centroid" => medoid::Anchor::Centroid,
+                    other => bail!("--anchor must be medoid or centroid (got {other})"),
+                };
+                cfg.min_words = opts.min_words;
+            }
+            Mode::Judge(_) => {}
+            Mode::Cluster(cfg) => {
+                let env_on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
+                if cfg.variant != cluster::Variant::Evolrl {
+                    cfg.variant = match &opts.variant {
+                        Some(v) => cluster::Variant::from_name(v)?,
+                        None if env_on("TTRL_CLUSTER_KDE") => cluster::Variant::Kde,
+                        None if env_on("TTRL_CLUSTER_CONTINUOUS") => cluster::Variant::Continuous,
+                        None => cluster::Variant::Simple,
+                    };
+                }
+                if opts.k_min < 2 || opts.k_max < opts.k_min {
+                    bail!("the K range must have 2 <= --k-min <= --k-max (got {} and {})", opts.k_min, opts.k_max);
+                }
+                if opts.n_init == 0 {
+                    bail!("--n-init must be at least 1");
+                }
+                cfg.novelty_beta = opts.novelty_beta;
+                cfg.k_min = opts.k_min;
+                cfg.k_max = opts.k_max;
+                cfg.n_init = opts.n_init;
+                cfg.seed = opts.cluster_seed;
+                cfg.kde_tau = opts.kde_tau;
+            }
+        }
+        Ok(mode)
     }
 }
 
@@ -140,6 +243,9 @@ pub fn default_mode_name() -> String {
 pub struct RewardState {
     /// The last anchors of the cluster vote (at most 100), oldest first.
     pub novelty_buffer: Vec<Vec<f32>>,
+    /// Groups scored by the random control so far (its draws follow from this count).
+    #[serde(default)]
+    pub random_draws: u64,
 }
 
 /// Scores one group with `mode`.
@@ -162,6 +268,14 @@ pub fn score(
             judge::score(cfg, group, need()?, j)
         }
         Mode::Cluster(cfg) => cluster::score(cfg, group, need()?, state),
+        Mode::Random(cfg) => {
+            let mut scored = vote::score(cfg, group);
+            let mut rng = crate::sampling::Rng::seed(0x5EED_C0DE ^ state.random_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            state.random_draws += 1;
+            scored.rewards = group.candidates.iter().map(|_| (rng.next_u64() & 1) as f32).collect();
+            scored.diagnostics.reward_accuracy = None;
+            Ok(scored)
+        }
     }
 }
 

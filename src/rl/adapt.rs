@@ -1,25 +1,28 @@
 //! `ttrav adapt`: the test-time RL run.
 //!
-//! Per step: take the next questions (the data shuffled per epoch from the seed), encode each
-//! prompt with its media, prefill them together once and sample `n_votes` answers to each from
-//! the shared prefill (one batch for the step), score them with
-//! the label-free reward, train on `n_samples` of them with GRPO + LoRA, log a metrics line, and
-//! every `save_every` steps write a checkpoint atomically. A bad item (missing media, unreadable
-//! line, over-long prompt) is reported and skipped; the run goes on. `--resume` continues from
-//! the last checkpoint and gives the same result as a run that was never interrupted.
+//! Per step: take the next questions (the data shuffled per epoch from the seed; a step never
+//! spans two epochs, as verl's `drop_last` loader), encode each prompt with its media, prefill
+//! them together once and sample `n_votes` answers to each from the shared prefill, score them
+//! with the label-free reward, train on `n_samples` of them with GRPO (LoRA or full
+//! fine-tuning; `ppo_epochs` passes in mini-batches), log a metrics line, and every `save_every`
+//! steps write a checkpoint atomically. A bad item (missing media, unreadable line, over-long
+//! prompt) is reported, counted and skipped; the run goes on. A resumed run gives the same
+//! result as one that was never interrupted, and refuses to resume when its settings or data
+//! file changed unless told to.
 
 use super::checkpoint::{self, AdapterConfig};
 use super::grpo::{AdvantageKind, KlKind, LossAgg, LossConfig};
 use super::optim::{AdamW, AdamWConfig};
-use super::trainer::{rollout_batch, update, TrainGroup, UpdateConfig};
+use super::run::{check_resume, progress_bar, reopen_metrics, write_metrics, DataCursor, DataPosition, Fingerprint, METRICS};
+use super::trainer::{rollout_adaptive, rollout_batch, update, Rollout, TrainGroup, UpdateConfig, UpdateStats};
 use crate::data::{load_dataset, Item, TaskKind};
 use crate::embed::Encoder;
 use crate::hub::ModelSource;
 use crate::nn::Lora;
 use crate::omni::generate::GenerationConfig;
 use crate::omni::prompt::{ContentItem, Message, Processor};
-use crate::omni::thinker::Thinker;
-use crate::reward::{self, Group, Mode, RewardState};
+use crate::omni::thinker::{EncodedPrompt, Thinker};
+use crate::reward::{self, Group, Mode, RewardOptions, RewardState, Scored};
 use crate::sampling::{Rng, Sampling};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -28,58 +31,185 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Everything a run is configured with (saved in the checkpoint and in `config.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `true`/`false` (also 1/0, yes/no, on/off) for boolean flags, which may then be set off again
+/// by a later flag (`--dedup false`), so that config files and presets can be overridden.
+pub fn parse_flag(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected true/false (or 1/0), got {other}")),
+    }
+}
+
+/// Everything a run is configured with: the flags of `ttrav adapt` (and the keys of its
+/// `--config` files), saved in `config.json` and in each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct AdaptConfig {
+    /// Model directory or hub id.
+    #[arg(long)]
     pub model: String,
+    /// Questions: ttrav JSONL, an OP-TTRAV JSON list, MMAU test-mini JSON or AlpacaEval JSON.
+    #[arg(long)]
     pub data: PathBuf,
+    /// Rewrites absolute media paths from another machine under this folder.
+    #[arg(long)]
     pub media_root: Option<PathBuf>,
+    /// Output folder: metrics.jsonl, checkpoint/, plot.png, plot.svg, config.json.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Reward mode: vote (video_qa), math, medoid (open_ended_video), judge, cluster, evolrl, or
+    /// random (a control: rewards drawn at random).
+    #[arg(long, env = "TTRL_TASK_TYPE", default_value = "vote")]
     pub reward: String,
-    pub variant: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub reward_options: RewardOptions,
+    /// Sentence encoder for the embedding rewards.
+    #[arg(long, env = "TTRL_OE_ENCODER", default_value = "bge")]
     pub encoder: String,
+    /// Device of the sentence encoder: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub encoder_device: String,
+    /// Judge mode: base (the frozen model) or policy (the adapted one, as OP-TTRAV did).
+    #[arg(long, default_value = "base")]
     pub judge: String,
+    /// Answers sampled per question (they vote).
+    #[arg(long, default_value_t = 16)]
     pub n_votes: usize,
+    /// Answers trained on per question (a prefix of the votes, or distinct ones with --dedup).
+    #[arg(long, default_value_t = 4)]
     pub n_samples: usize,
+    #[arg(long, default_value_t = 4)]
     pub questions_per_step: usize,
-    pub steps: usize,
+    /// Draw each question's votes in rounds of --vote-round and stop once the vote is settled
+    /// (vote and math rewards; see the README for the rule), up to --n-votes.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
+    #[serde(default)]
+    pub adaptive_votes: bool,
+    #[arg(long, default_value_t = 4)]
+    #[serde(default = "default_vote_round")]
+    pub vote_round: usize,
+    /// Draw every vote, but record how many adaptive votes would have drawn and whether their
+    /// label equals the full budget's (metrics `votes_needed`, `early_label_agreement`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
+    #[serde(default)]
+    pub adaptive_votes_audit: bool,
+    /// Steps to run, and the learning-rate schedule's length (verl's total_training_steps);
+    /// with --epochs, at most that many epochs' steps are run.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Passes over the data [default: 1 when --steps is not given].
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
-    pub warmup_steps: usize,
+    /// Linear warm-up steps [default: --warmup-ratio of the schedule's steps].
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Warm-up as a share of the schedule's steps (verl's lr_warmup_steps_ratio).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
     pub grad_clip: f64,
+    #[arg(long, default_value_t = 0.6)]
     pub temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
     pub top_p: f32,
+    /// 0 = no top-k.
+    #[arg(long, default_value_t = 0)]
     pub top_k: usize,
+    #[arg(long, default_value_t = 10000)]
     pub max_prompt_tokens: usize,
+    #[arg(long, default_value_t = 512)]
     pub max_response_tokens: usize,
+    /// KL penalty to the frozen model (0 = off, as in OP-TTRAV's Omni runs).
+    #[arg(long, default_value_t = 0.0)]
     pub kl_coef: f64,
+    /// KL estimator: k1 (kl), abs, k2 (mse), k3 (low_var_kl).
+    #[arg(long, default_value = "k3")]
     pub kl: String,
+    #[arg(long, default_value_t = 0.0)]
     pub entropy_coef: f64,
+    #[arg(long, default_value_t = 0.2)]
     pub clip_low: f64,
+    #[arg(long, default_value_t = 0.2)]
     pub clip_high: f64,
+    /// Dual clip: for negative advantages the loss is at most -A * c (verl's clip_ratio_c).
+    #[arg(long, default_value_t = 3.0)]
+    pub clip_ratio_c: f64,
+    /// token-mean, seq-mean-token-sum, seq-mean-token-mean, seq-mean-token-sum-norm.
+    #[arg(long, default_value = "token-mean")]
     pub loss_agg: String,
+    /// grpo (std-normalised) or drgrpo.
+    #[arg(long, default_value = "grpo")]
     pub advantage: String,
+    /// Passes over each step's answers (verl's ppo_epochs).
+    #[arg(long, default_value_t = 1)]
+    pub ppo_epochs: usize,
+    /// Answers per optimizer step (0 = all of the step's answers).
+    #[arg(long, default_value_t = 0)]
+    pub mini_batch_size: usize,
+    #[arg(long, default_value_t = 16)]
     pub lora_rank: usize,
+    #[arg(long, default_value_t = 32.0)]
     pub lora_alpha: f64,
+    /// Comma-separated projections to adapt.
+    #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", value_delimiter = ',')]
     pub lora_targets: Vec<String>,
-    #[serde(default)]
+    /// Dropout on the adapters' input while training (PEFT's lora_dropout).
+    #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f32,
-    /// Train every decoder projection's weight instead of LoRA adapters (small models).
-    #[serde(default)]
+    /// Train every decoder projection instead of LoRA adapters (small models, f32).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
     pub full_finetune: bool,
+    /// Train on distinct answers (OP-TTRAV's TTRL_DEDUP_SAMPLES).
+    #[arg(long, env = "TTRL_DEDUP_SAMPLES", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
     pub dedup: bool,
+    /// Scale advantages by exp(agreement - 1) per question.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
     pub confidence_weighting: bool,
-    pub filter_equal_rewards: bool,
+    /// Keep groups whose rewards are all equal (DAPO drops them by default here; verl keeps them).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
+    pub keep_equal_reward_groups: bool,
+    /// Video frames per second (MP4 files are sampled at this rate).
+    #[arg(long, default_value_t = 2.0)]
+    pub fps: f32,
+    /// Most frames kept per video.
+    #[arg(long, default_value_t = 768)]
+    pub max_frames: usize,
+    /// Feed each MP4's sound track too (as Qwen2.5-Omni's processor does).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = parse_flag)]
+    pub use_audio_in_video: bool,
+    /// Largest image size in pixels after resizing [default: preprocessor_config.json's].
+    #[arg(long)]
+    pub max_pixels: Option<usize>,
+    #[arg(long)]
     pub system: Option<String>,
+    /// Weight dtype: f32, bf16, f16 [default: f32 on CPU, bf16 on CUDA].
+    #[arg(long)]
+    pub dtype: Option<String>,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Checkpoint every K steps (and at the end).
+    #[arg(long, default_value_t = 10)]
     pub save_every: usize,
 }
 
-/// Where the run is in its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct DataPosition {
-    pub epoch: usize,
-    pub index: usize,
+impl AdaptConfig {
+    /// The settings `ttrav adapt` would run with given these flags (e.g. `["--model", "m",
+    /// "--data", "d", "--out", "o", "--lr", "1e-3"]`), every other setting at its default.
+    pub fn from_flags<I: AsRef<str>>(flags: &[I]) -> Result<Self> {
+        use clap::{Args, FromArgMatches};
+        let cmd = Self::augment_args(clap::Command::new("adapt").no_binary_name(true));
+        let matches = cmd.try_get_matches_from(flags.iter().map(|f| f.as_ref())).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self::from_arg_matches(&matches)?)
+    }
+}
+
+fn default_vote_round() -> usize {
+    4
 }
 
 /// What a checkpoint's state.json holds.
@@ -91,18 +221,42 @@ struct RunState {
     position: DataPosition,
     reward_state: RewardState,
     metrics_lines: usize,
+    data: Fingerprint,
+    /// Items skipped when the data file was read (reported once; counted in the summary).
+    skipped_at_load: usize,
     config: AdaptConfig,
 }
 
-/// The data order of an epoch: a permutation from the seed.
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut rng = Rng::seed(seed ^ (0x5EED_0000 + epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
+/// The step and schedule lengths of a run over `n_items` questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Questions per step (the step size, or all of a smaller dataset).
+    pub questions: usize,
+    /// Steps run.
+    pub steps: usize,
+    /// The learning-rate schedule's length.
+    pub horizon: usize,
+    pub warmup: usize,
+}
+
+impl Schedule {
+    /// verl's arithmetic: `floor(n / questions)` steps per epoch, steps run =
+    /// `min(--steps, that x --epochs)`, the cosine horizon `--steps` when given, warm-up
+    /// `--warmup-steps` or `floor(ratio x horizon)`.
+    pub fn of(cfg: &AdaptConfig, n_items: usize) -> Self {
+        let questions = cfg.questions_per_step.min(n_items).max(1);
+        let per_epoch = (n_items / questions).max(1);
+        let by_epochs = cfg.epochs.map(|e| ((per_epoch as f64 * e).floor() as usize).max(1));
+        let steps = match (cfg.steps, by_epochs) {
+            (Some(s), Some(e)) => s.min(e),
+            (Some(s), None) => s,
+            (None, Some(e)) => e,
+            (None, None) => per_epoch,
+        };
+        let horizon = cfg.steps.unwrap_or(steps);
+        let warmup = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * horizon as f64) as usize);
+        Self { questions, steps, horizon, warmup }
     }
-    order
 }
 
 /// The prompt of an item: optional system message, then its media, then its text.
@@ -119,10 +273,7 @@ pub fn item_messages(item: &Item, system: Option<&str>) -> Vec<Message> {
 
 /// The reward mode of a run.
 pub fn reward_mode(cfg: &AdaptConfig) -> Result<Mode> {
-    let mut mode = Mode::from_name(&cfg.reward)?;
-    if let (Mode::Cluster(c), Some(v)) = (&mut mode, &cfg.variant) {
-        c.variant = reward::cluster::Variant::from_name(v)?;
-    }
+    let mut mode = Mode::with_options(&cfg.reward, &cfg.reward_options)?;
     if let Mode::Judge(j) = &mut mode {
         j.model = match cfg.judge.as_str() {
             "base" => reward::judge::JudgeModel::Base,
@@ -147,7 +298,7 @@ fn adapter_config(cfg: &AdaptConfig) -> AdapterConfig {
     }
 }
 
-fn params_of(adapters: &[(String, Arc<Lora>)]) -> Vec<(String, candle_core::Var)> {
+pub(crate) fn params_of(adapters: &[(String, Arc<Lora>)]) -> Vec<(String, candle_core::Var)> {
     adapters
         .iter()
         .flat_map(|(n, l)| [(format!("{n}.lora_A.weight"), l.a.clone()), (format!("{n}.lora_B.weight"), l.b.clone())])
@@ -169,13 +320,31 @@ pub struct StepMetrics {
     pub mean_pairwise_similarity: Option<f64>,
     pub empty_share: f64,
     pub response_length: f64,
+    /// Votes drawn per question (fewer than --n-votes with adaptive votes).
+    #[serde(default)]
+    pub votes_drawn: f64,
+    /// Tokens generated by the step's rollouts.
+    #[serde(default)]
+    pub rollout_tokens: usize,
+    /// With the audit: votes adaptive votes would have drawn per question, and the share of
+    /// questions whose early label equals the full budget's.
+    #[serde(default)]
+    pub votes_needed: Option<f64>,
+    #[serde(default)]
+    pub early_label_agreement: Option<f64>,
     pub loss: f64,
     pub policy_loss: f64,
     pub kl: f64,
     pub entropy: f64,
     pub clip_fraction: f64,
+    #[serde(default)]
+    pub clip_fraction_lower: f64,
+    #[serde(default)]
+    pub ppo_kl: f64,
     pub grad_norm: f64,
     pub lr: f64,
+    #[serde(default)]
+    pub optimizer_steps: usize,
     pub questions: usize,
     pub groups_filtered: usize,
     pub skipped_items: usize,
@@ -188,6 +357,21 @@ pub struct StepMetrics {
     pub step_s: f64,
 }
 
+/// What a run reports when it ends.
+#[derive(Debug, Clone)]
+pub struct AdaptSummary {
+    pub metrics: Vec<StepMetrics>,
+    /// Items skipped when the data file was read.
+    pub skipped_at_load: usize,
+}
+
+impl AdaptSummary {
+    /// Every item skipped: when the file was read, and during the steps.
+    pub fn skipped_items(&self) -> usize {
+        self.skipped_at_load + self.metrics.iter().map(|m| m.skipped_items).sum::<usize>()
+    }
+}
+
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
@@ -195,274 +379,6 @@ fn mean(v: &[f64]) -> f64 {
 fn mean_opt(v: &[Option<f64>]) -> Option<f64> {
     let xs: Vec<f64> = v.iter().flatten().copied().collect();
     (!xs.is_empty()).then(|| mean(&xs))
-}
-
-/// Runs (or resumes) an adaptation. Returns the metrics of every step.
-pub fn run(cfg: AdaptConfig, resume: Option<&Path>, device: &candle_core::Device, quiet: bool) -> Result<Vec<StepMetrics>> {
-    if cfg.n_samples == 0 || cfg.n_votes == 0 || cfg.n_samples > cfg.n_votes {
-        bail!("need 1 <= n_samples ({}) <= n_votes ({})", cfg.n_samples, cfg.n_votes);
-    }
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
-    let source = ModelSource::resolve(&cfg.model)?;
-    let mut thinker = Thinker::load(&source, device, crate::dtype_from_name(None, device)?)?;
-    let processor = Processor::load(&source)?;
-    let dataset = load_dataset(&cfg.data, None, cfg.media_root.as_deref())?;
-    if dataset.items.is_empty() {
-        bail!("{} holds no usable items ({} skipped)", cfg.data.display(), dataset.skipped.len());
-    }
-    let mode = reward_mode(&cfg)?;
-    let encoder = if mode.needs_embedder() { Some(Encoder::load(&cfg.encoder, &candle_core::Device::Cpu)?) } else { None };
-
-    // Adapters, optimizer and state: fresh, or from the checkpoint.
-    let checkpoint_dir = cfg.out.join("checkpoint");
-    let (trainable, mut opt, mut state) = match resume.and_then(|out| checkpoint::find_checkpoint(&out.join("checkpoint"))) {
-        Some(dir) => {
-            let text = std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("cannot read {}/state.json", dir.display()))?;
-            let st: RunState = serde_json::from_str(&text).with_context(|| format!("{}/state.json is corrupt", dir.display()))?;
-            let trainable = if cfg.full_finetune {
-                Trainable::Full(checkpoint::load_full(&mut thinker, &dir)?)
-            } else {
-                Trainable::Lora(checkpoint::load_adapter(&mut thinker, &dir)?.0)
-            };
-            let mut opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
-            let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), &opt.params, device)?;
-            opt.m = m;
-            opt.v = v;
-            opt.step = st.optimizer_step;
-            if !quiet {
-                eprintln!("resuming from {} at step {}", dir.display(), st.step);
-            }
-            (trainable, opt, st)
-        }
-        None => {
-            if resume.is_some() {
-                bail!("no checkpoint to resume from in {}", checkpoint_dir.display());
-            }
-            let mut rng = Rng::seed(cfg.seed);
-            let trainable = if cfg.full_finetune {
-                Trainable::Full(thinker.make_decoder_trainable()?)
-            } else {
-                let adapters = thinker.attach_lora(cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
-                thinker.set_lora_dropout(cfg.lora_dropout)?;
-                Trainable::Lora(adapters)
-            };
-            let opt = AdamW::new(adamw_config(&cfg), trainable.params())?;
-            let st = RunState {
-                step: 0,
-                optimizer_step: 0,
-                rng: Rng::seed(cfg.seed.wrapping_add(1)).state(),
-                position: DataPosition::default(),
-                reward_state: RewardState::default(),
-                metrics_lines: 0,
-                config: cfg.clone(),
-            };
-            (trainable, opt, st)
-        }
-    };
-    std::fs::write(cfg.out.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
-    // metrics.jsonl keeps exactly the lines of the steps done so far.
-    let metrics_path = cfg.out.join("metrics.jsonl");
-    let kept: Vec<String> = std::fs::read_to_string(&metrics_path).unwrap_or_default().lines().take(state.metrics_lines).map(str::to_string).collect();
-    let mut all: Vec<StepMetrics> = kept.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    std::fs::write(&metrics_path, kept.iter().map(|l| format!("{l}\n")).collect::<String>())?;
-    let mut metrics_file = std::fs::OpenOptions::new().append(true).open(&metrics_path)?;
-    for s in &dataset.skipped {
-        eprintln!("skipped {}: {}", s.location, s.reason);
-    }
-
-    let sampling = Sampling::new(cfg.temperature, cfg.top_p, cfg.top_k)?;
-    let gen = GenerationConfig {
-        max_new_tokens: cfg.max_response_tokens,
-        sampling,
-        stop_tokens: vec![processor.tokenizer.im_end, processor.tokenizer.end_of_text],
-    };
-    let update_cfg = UpdateConfig {
-        loss: LossConfig {
-            clip_low: cfg.clip_low,
-            clip_high: cfg.clip_high,
-            dual_clip: 3.0,
-            agg: LossAgg::from_name(&cfg.loss_agg)?,
-            kl_coef: cfg.kl_coef,
-            kl_kind: KlKind::from_name(&cfg.kl)?,
-            entropy_coef: cfg.entropy_coef,
-            max_response_len: cfg.max_response_tokens,
-        },
-        advantage: match cfg.advantage.as_str() {
-            "grpo" => AdvantageKind::Grpo,
-            "drgrpo" | "dr-grpo" => AdvantageKind::DrGrpo,
-            other => bail!("--advantage must be grpo or drgrpo (got {other})"),
-        },
-        temperature: cfg.temperature.max(1e-6),
-        grad_clip: cfg.grad_clip,
-        filter_equal_rewards: cfg.filter_equal_rewards,
-        dropout_seed: 0,
-    };
-    let progress = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let p = indicatif::ProgressBar::new(cfg.steps as u64);
-        p.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        p.set_position(state.step as u64);
-        p
-    };
-    let mut rng = Rng::from_state(state.rng);
-    let n_items = dataset.items.len();
-    let mut order = (state.position.epoch, epoch_order(n_items, cfg.seed, state.position.epoch));
-    while state.step < cfg.steps {
-        let t_step = Instant::now();
-        let mut m = StepMetrics { step: state.step + 1, ..Default::default() };
-        // The step's questions.
-        let mut questions: Vec<&Item> = Vec::new();
-        while questions.len() < cfg.questions_per_step {
-            if order.0 != state.position.epoch {
-                order = (state.position.epoch, epoch_order(n_items, cfg.seed, state.position.epoch));
-            }
-            questions.push(&dataset.items[order.1[state.position.index]]);
-            state.position.index += 1;
-            if state.position.index == n_items {
-                state.position = DataPosition { epoch: state.position.epoch + 1, index: 0 };
-            }
-        }
-        // Rollouts and rewards.
-        let (mut rollout_s, mut reward_s, mut generated) = (0.0, 0.0, 0usize);
-        let mut rollouts = Vec::new();
-        let mut scored_all = Vec::new();
-        let mut answer_accuracy: Vec<f64> = Vec::new();
-        // Encode every question's prompt (a bad item is reported and skipped) ...
-        let t0 = Instant::now();
-        let mut usable: Vec<(&Item, crate::omni::thinker::EncodedPrompt)> = Vec::new();
-        for item in &questions {
-            match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
-                Ok(p) if p.input_ids.len() > cfg.max_prompt_tokens => m.skip_reasons.push(format!(
-                    "{}: prompt has {} tokens, over --max-prompt-tokens {}",
-                    item.id,
-                    p.input_ids.len(),
-                    cfg.max_prompt_tokens
-                )),
-                Ok(p) => usable.push((item, p)),
-                Err(e) => m.skip_reasons.push(format!("{}: {e:#}", item.id)),
-            }
-        }
-        // ... then roll them all out together: one prefill, n_votes continuations each.
-        let batch_rollouts = if usable.is_empty() {
-            Vec::new()
-        } else {
-            let prompts: Vec<_> = usable.iter().map(|(_, p)| p.clone()).collect();
-            rollout_batch(&thinker, &prompts, processor.tokenizer.end_of_text, cfg.n_votes, &gen, &mut rng)?
-        };
-        rollout_s += t0.elapsed().as_secs_f64();
-        for ((item, _), r) in usable.iter().zip(batch_rollouts) {
-            generated += r.answers.iter().map(|a| a.len()).sum::<usize>();
-            let t1 = Instant::now();
-            let texts: Vec<String> = r.answers.iter().map(|a| processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
-            let group = Group {
-                question: item.question.clone(),
-                candidates: texts.clone(),
-                gold: item.answer.clone(),
-                choices: item.choices.clone(),
-            };
-            let judge = crate::rl::judge::ThinkerJudge {
-                thinker: &thinker,
-                tokenizer: &processor.tokenizer,
-                max_prompt_tokens: 4096,
-                base_model: !matches!(&mode, Mode::Judge(j) if j.model == reward::judge::JudgeModel::Policy),
-            };
-            let scored = match reward::score(
-                &mode,
-                &group,
-                encoder.as_ref().map(|e| e as &dyn reward::Embedder),
-                Some(&judge),
-                &mut state.reward_state,
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    m.skip_reasons.push(format!("{}: reward failed: {e:#}", item.id));
-                    continue;
-                }
-            };
-            reward_s += t1.elapsed().as_secs_f64();
-            if let (Some(gold), true) = (item.answer.as_deref(), is_closed_form(item.kind)) {
-                let ok = texts.iter().filter(|t| super::eval::correct(item.kind, t, gold, Default::default(), item.choices.as_deref())).count();
-                answer_accuracy.push(ok as f64 / texts.len().max(1) as f64);
-            }
-            let chosen = reward::select_samples(&texts, cfg.n_samples, cfg.dedup);
-            scored_all.push((scored, chosen, item.kind));
-            rollouts.push(r);
-        }
-        m.skipped_items = m.skip_reasons.len();
-        m.questions = rollouts.len();
-        let t2 = Instant::now();
-        let groups: Vec<TrainGroup> = rollouts
-            .iter()
-            .zip(&scored_all)
-            .map(|(r, (s, chosen, _))| TrainGroup {
-                rollout: r,
-                chosen: chosen.clone(),
-                rewards: chosen.iter().map(|&i| s.rewards[i]).collect(),
-                weight: if cfg.confidence_weighting { reward::confidence_weight(s) } else { 1.0 },
-            })
-            .collect();
-        let stats = if groups.is_empty() {
-            super::trainer::UpdateStats { skipped: Some("no question could be used this step".into()), ..Default::default() }
-        } else {
-            let step_cfg = UpdateConfig { dropout_seed: cfg.seed.wrapping_mul(0x9E37_79B9).wrapping_add(state.step as u64), ..update_cfg.clone() };
-            update(&thinker, &mut opt, &groups, &step_cfg)?
-        };
-        m.update_s = t2.elapsed().as_secs_f64();
-        // Metrics.
-        let rewards: Vec<f64> = scored_all.iter().flat_map(|(s, c, _)| c.iter().map(|&i| s.rewards[i] as f64)).collect();
-        m.reward_mean = mean(&rewards);
-        m.majority_ratio = mean(&scored_all.iter().map(|(s, _, _)| s.diagnostics.majority_ratio as f64).collect::<Vec<_>>());
-        m.accuracy = (!answer_accuracy.is_empty()).then(|| mean(&answer_accuracy));
-        m.label_accuracy = mean_opt(&scored_all.iter().map(|(s, _, _)| s.diagnostics.label_accuracy.map(|x| x as f64)).collect::<Vec<_>>());
-        m.reward_accuracy = mean_opt(&scored_all.iter().map(|(s, _, _)| s.diagnostics.reward_accuracy.map(|x| x as f64)).collect::<Vec<_>>());
-        m.mean_pairwise_similarity =
-            mean_opt(&scored_all.iter().map(|(s, _, _)| s.diagnostics.mean_pairwise_similarity.map(|x| x as f64)).collect::<Vec<_>>());
-        m.empty_share = mean(&scored_all.iter().map(|(s, _, _)| s.diagnostics.empty_share as f64).collect::<Vec<_>>());
-        m.response_length = if rollouts.is_empty() { 0.0 } else { generated as f64 / (rollouts.len() * cfg.n_votes) as f64 };
-        m.loss = stats.loss;
-        m.policy_loss = stats.parts.policy;
-        m.kl = stats.parts.kl;
-        m.entropy = stats.parts.entropy;
-        m.clip_fraction = stats.parts.clip_fraction;
-        m.grad_norm = stats.grad_norm;
-        m.lr = stats.lr;
-        m.groups_filtered = stats.groups_filtered;
-        m.update_skipped = stats.skipped.clone();
-        m.rollout_s = rollout_s;
-        m.reward_s = reward_s;
-        m.tokens_per_s = generated as f64 / rollout_s.max(1e-9);
-        m.step_s = t_step.elapsed().as_secs_f64();
-        if let Some(why) = &m.update_skipped {
-            progress.println(format!("step {}: update skipped: {why}", m.step));
-        }
-        for r in &m.skip_reasons {
-            progress.println(format!("step {}: skipped {r}", m.step));
-        }
-        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
-        metrics_file.flush()?;
-        state.step += 1;
-        state.metrics_lines += 1;
-        let acc = m.label_accuracy.map_or(String::new(), |a| format!(" acc {a:.3}"));
-        progress.set_message(format!("reward {:.3}{acc}", m.reward_mean));
-        progress.set_position(state.step as u64);
-        all.push(m);
-        if state.step % cfg.save_every.max(1) == 0 || state.step == cfg.steps {
-            state.rng = rng.state();
-            state.optimizer_step = opt.step;
-            save_checkpoint(&checkpoint_dir, &trainable, &opt, &state, &cfg)?;
-        }
-    }
-    progress.finish_and_clear();
-    super::plot::write_plot(&cfg.out.join("reward.svg"), &all)?;
-    Ok(all)
-}
-
-fn adamw_config(cfg: &AdaptConfig) -> AdamWConfig {
-    AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, warmup_steps: cfg.warmup_steps, total_steps: cfg.steps, ..Default::default() }
 }
 
 /// What a run trains: LoRA adapters, or the decoder projections themselves.
@@ -480,14 +396,372 @@ impl Trainable {
     }
 }
 
-fn save_checkpoint(dir: &Path, trainable: &Trainable, opt: &AdamW, state: &RunState, cfg: &AdaptConfig) -> Result<()> {
+/// Everything the loop works with.
+struct Run {
+    cfg: AdaptConfig,
+    thinker: Thinker,
+    processor: Processor,
+    items: Vec<Item>,
+    mode: Mode,
+    encoder: Option<Encoder>,
+    trainable: Trainable,
+    opt: AdamW,
+    state: RunState,
+    schedule: Schedule,
+    gen: GenerationConfig,
+    update: UpdateConfig,
+}
+
+/// Runs an adaptation, or continues one from the checkpoint directory `resume`. Returns the
+/// metrics of every step.
+pub fn run(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: &candle_core::Device, quiet: bool) -> Result<AdaptSummary> {
+    let (mut run, resumed_from) = set_up(cfg, resume, allow_changes, device, quiet)?;
+    let out = run.cfg.out.clone();
+    let (mut all, mut metrics_file) = reopen_metrics::<StepMetrics>(&out.join(METRICS), run.state.metrics_lines, resumed_from.as_deref())?;
+    let progress = progress_bar(run.schedule.steps, run.state.step, quiet);
+    let mut rng = Rng::from_state(run.state.rng);
+    let mut cursor = DataCursor::new(run.items.len(), run.cfg.seed, run.state.position);
+    while run.state.step < run.schedule.steps {
+        let t_step = Instant::now();
+        let mut m = StepMetrics { step: run.state.step + 1, ..Default::default() };
+        let questions: Vec<usize> = cursor.next_batch(run.schedule.questions);
+        let prompts = encode_prompts(&run, &questions, &mut m);
+        let t0 = Instant::now();
+        let rollouts = roll_out(&run, &prompts, &mut rng)?;
+        m.rollout_s = t0.elapsed().as_secs_f64();
+        let scored = score(&mut run, &prompts, &rollouts, &mut m)?;
+        let t2 = Instant::now();
+        let stats = train(&mut run, &rollouts, &scored)?;
+        m.update_s = t2.elapsed().as_secs_f64();
+        record(&mut m, &rollouts, &scored, &stats);
+        m.step_s = t_step.elapsed().as_secs_f64();
+        for why in m.update_skipped.iter().map(|w| format!("update skipped: {w}")).chain(m.skip_reasons.iter().map(|r| format!("skipped {r}"))) {
+            progress.println(format!("step {}: {why}", m.step));
+        }
+        writeln!(metrics_file, "{}", serde_json::to_string(&m)?)?;
+        metrics_file.flush()?;
+        run.state.step += 1;
+        run.state.metrics_lines += 1;
+        progress.set_message(m.label_accuracy.map_or(format!("reward {:.3}", m.reward_mean), |a| format!("reward {:.3} label acc {a:.3}", m.reward_mean)));
+        progress.set_position(run.state.step as u64);
+        all.push(m);
+        if run.state.step % run.cfg.save_every.max(1) == 0 || run.state.step == run.schedule.steps {
+            (run.state.rng, run.state.position, run.state.optimizer_step) = (rng.state(), cursor.position, run.opt.step);
+            save_checkpoint(&out.join("checkpoint"), &run, &all)?;
+        }
+    }
+    progress.finish_and_clear();
+    super::plot::write_plots(&out, &all)?;
+    Ok(AdaptSummary { metrics: all, skipped_at_load: run.state.skipped_at_load })
+}
+
+/// Loads the model, data, reward and optimizer, fresh or from the checkpoint `resume`.
+fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: &candle_core::Device, quiet: bool) -> Result<(Run, Option<PathBuf>)> {
+    if cfg.n_samples == 0 || cfg.n_votes == 0 || cfg.n_samples > cfg.n_votes {
+        bail!("need 1 <= n_samples ({}) <= n_votes ({})", cfg.n_samples, cfg.n_votes);
+    }
+    if cfg.questions_per_step == 0 || cfg.ppo_epochs == 0 {
+        bail!("--questions-per-step and --ppo-epochs must be at least 1");
+    }
+    if cfg.mini_batch_size > cfg.questions_per_step * cfg.n_samples {
+        bail!("--mini-batch-size {} is larger than a step's {} trained answers", cfg.mini_batch_size, cfg.questions_per_step * cfg.n_samples);
+    }
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let source = ModelSource::resolve(&cfg.model)?;
+    let mut thinker = Thinker::load(&source, device, crate::dtype_from_name(cfg.dtype.as_deref(), device)?)?;
+    let mut processor = Processor::load(&source)?;
+    processor.fps = cfg.fps;
+    processor.max_frames = cfg.max_frames;
+    processor.use_audio_in_video = cfg.use_audio_in_video;
+    if let Some(p) = cfg.max_pixels {
+        processor.image.max_pixels = p;
+    }
+    let dataset = load_dataset(&cfg.data, None, cfg.media_root.as_deref())?;
+    if dataset.items.is_empty() {
+        bail!("{} holds no usable items ({} skipped)", cfg.data.display(), dataset.skipped.len());
+    }
+    let fingerprint = Fingerprint::of_file(&cfg.data)?;
+    let mode = reward_mode(&cfg)?;
+    if (cfg.adaptive_votes || cfg.adaptive_votes_audit) && !matches!(mode, Mode::Vote(_)) {
+        bail!("--adaptive-votes needs a vote or math reward (got {})", cfg.reward);
+    }
+    if cfg.vote_round == 0 {
+        bail!("--vote-round must be at least 1");
+    }
+    let encoder = if mode.needs_embedder() { Some(Encoder::load(&cfg.encoder, &crate::device_from_name(&cfg.encoder_device)?)?) } else { None };
+    let schedule = Schedule::of(&cfg, dataset.items.len());
+
+    let resume = resume
+        .map(|d| checkpoint::find_checkpoint(d).with_context(|| format!("no checkpoint to resume from in {}", d.display())))
+        .transpose()?;
+    // Full fine-tuning keeps the original projections when the frozen model is needed.
+    let base_judge = matches!(&mode, Mode::Judge(j) if j.model == reward::judge::JudgeModel::Base);
+    let keep_frozen = cfg.kl_coef != 0.0 || base_judge;
+    let (trainable, state) = match &resume {
+        Some(dir) => {
+            let path = dir.join("state.json");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let st: RunState = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+            check_resume(dir, &st.config, &cfg, &["out", "save_every"], Some((&st.data, &fingerprint, &cfg.data)), allow_changes)?;
+            let trainable = if cfg.full_finetune {
+                Trainable::Full(checkpoint::load_full(&mut thinker, dir, keep_frozen)?)
+            } else {
+                Trainable::Lora(checkpoint::load_adapter(&mut thinker, dir)?.0)
+            };
+            if !quiet {
+                eprintln!("resuming from {} at step {}", dir.display(), st.step);
+            }
+            (trainable, RunState { config: cfg.clone(), data: fingerprint, ..st })
+        }
+        None => {
+            let mut rng = Rng::seed(cfg.seed);
+            let trainable = if cfg.full_finetune {
+                Trainable::Full(super::lora::make_decoder_trainable(&mut thinker, keep_frozen)?)
+            } else {
+                let adapters = super::lora::attach_lora(&mut thinker, cfg.lora_rank, cfg.lora_alpha, &cfg.lora_targets, 0.0, &mut rng)?;
+                super::lora::set_lora_dropout(&mut thinker, cfg.lora_dropout)?;
+                Trainable::Lora(adapters)
+            };
+            for s in &dataset.skipped {
+                eprintln!("skipped {s}");
+            }
+            let st = RunState {
+                step: 0,
+                optimizer_step: 0,
+                rng: Rng::seed(cfg.seed.wrapping_add(1)).state(),
+                position: DataPosition::default(),
+                reward_state: RewardState::default(),
+                metrics_lines: 0,
+                data: fingerprint,
+                skipped_at_load: dataset.skipped.len(),
+                config: cfg.clone(),
+            };
+            (trainable, st)
+        }
+    };
+    let adamw = AdamWConfig {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        warmup_steps: schedule.warmup,
+        total_steps: schedule.horizon,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(adamw, trainable.params())?;
+    if let Some(dir) = &resume {
+        let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), &opt.params, device)?;
+        (opt.m, opt.v, opt.step) = (m, v, state.optimizer_step);
+    }
+    std::fs::write(cfg.out.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
+    let gen = GenerationConfig {
+        max_new_tokens: cfg.max_response_tokens,
+        sampling: Sampling::new(cfg.temperature, cfg.top_p, cfg.top_k)?,
+        stop_tokens: vec![processor.tokenizer.im_end, processor.tokenizer.end_of_text],
+    };
+    let update = UpdateConfig {
+        loss: LossConfig {
+            clip_low: cfg.clip_low,
+            clip_high: cfg.clip_high,
+            dual_clip: cfg.clip_ratio_c,
+            agg: LossAgg::from_name(&cfg.loss_agg)?,
+            kl_coef: cfg.kl_coef,
+            kl_kind: KlKind::from_name(&cfg.kl)?,
+            entropy_coef: cfg.entropy_coef,
+        },
+        advantage: match cfg.advantage.as_str() {
+            "grpo" => AdvantageKind::Grpo,
+            "drgrpo" | "dr-grpo" => AdvantageKind::DrGrpo,
+            other => bail!("--advantage must be grpo or drgrpo (got {other})"),
+        },
+        temperature: cfg.temperature.max(1e-6),
+        grad_clip: cfg.grad_clip,
+        filter_equal_rewards: !cfg.keep_equal_reward_groups,
+        dropout_seed: 0,
+        ppo_epochs: cfg.ppo_epochs,
+        mini_batch_size: cfg.mini_batch_size,
+        response_len: cfg.max_response_tokens,
+    };
+    Ok((Run { cfg, thinker, processor, items: dataset.items, mode, encoder, trainable, opt, state, schedule, gen, update }, resume))
+}
+
+/// The prompts of the step's questions; a question that cannot be used is reported and skipped.
+fn encode_prompts(run: &Run, questions: &[usize], m: &mut StepMetrics) -> Vec<(usize, EncodedPrompt)> {
+    let mut usable = Vec::new();
+    for &q in questions {
+        let item = &run.items[q];
+        match run.processor.encode_chat(&item_messages(item, run.cfg.system.as_deref())) {
+            Ok(p) if p.input_ids.len() > run.cfg.max_prompt_tokens => m.skip_reasons.push(format!(
+                "{}: prompt has {} tokens, over --max-prompt-tokens {}",
+                item.id,
+                p.input_ids.len(),
+                run.cfg.max_prompt_tokens
+            )),
+            Ok(p) => usable.push((q, p)),
+            Err(e) => m.skip_reasons.push(format!("{}: {e:#}", item.id)),
+        }
+    }
+    usable
+}
+
+/// One prefill of all the step's prompts, `n_votes` continuations each (or, with adaptive votes,
+/// rounds of `vote_round` until each question's vote is settled).
+fn roll_out(run: &Run, prompts: &[(usize, EncodedPrompt)], rng: &mut Rng) -> Result<Vec<Rollout>> {
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch: Vec<EncodedPrompt> = prompts.iter().map(|(_, p)| p.clone()).collect();
+    let pad = run.processor.tokenizer.end_of_text;
+    if !run.cfg.adaptive_votes {
+        return rollout_batch(&run.thinker, &batch, pad, run.cfg.n_votes, &run.gen, rng);
+    }
+    rollout_adaptive(&run.thinker, &batch, pad, run.cfg.n_votes, run.cfg.vote_round, &run.gen, rng, |q, r| {
+        let item = &run.items[prompts[q].0];
+        Ok(vote_settled(run, item, &decode_all(run, &r.answers)?, run.cfg.n_votes))
+    })
+}
+
+fn decode_all(run: &Run, answers: &[Vec<u32>]) -> Result<Vec<String>> {
+    answers.iter().map(|a| run.processor.tokenizer.decode(a)).collect()
+}
+
+/// The adaptive-votes rule ([`reward::vote::settled`]) for the run's vote.
+fn vote_settled(run: &Run, item: &Item, texts: &[String], budget: usize) -> bool {
+    match &run.mode {
+        Mode::Vote(v) => reward::vote::settled(v, texts, item.choices.as_deref(), budget),
+        _ => false,
+    }
+}
+
+/// With the audit: the votes adaptive votes would have drawn (in rounds) and whether the label
+/// of those equals the label of all `texts`.
+fn audit_votes(run: &Run, item: &Item, texts: &[String]) -> Option<(usize, bool)> {
+    let Mode::Vote(v) = &run.mode else { return None };
+    let round = run.cfg.vote_round;
+    let mut k = round.min(texts.len());
+    while k < texts.len() && !vote_settled(run, item, &texts[..k], texts.len()) {
+        k = (k + round).min(texts.len());
+    }
+    let label = |t: &[String]| reward::vote::score(v, &Group { candidates: t.to_vec(), choices: item.choices.clone(), ..Default::default() }).label;
+    Some((k, label(&texts[..k]) == label(texts)))
+}
+
+/// A question's scored answers: the reward's verdict, the answers trained on, their accuracy.
+struct ScoredQuestion {
+    scored: Option<Scored>,
+    chosen: Vec<usize>,
+    accuracy: Option<f64>,
+    /// With the audit: the votes adaptive votes would have drawn, and whether its label agreed.
+    audit: Option<(usize, bool)>,
+}
+
+/// Scores every question's answers with the label-free reward (labels only for the metrics).
+fn score(run: &mut Run, prompts: &[(usize, EncodedPrompt)], rollouts: &[Rollout], m: &mut StepMetrics) -> Result<Vec<ScoredQuestion>> {
+    let t = Instant::now();
+    let mut out = Vec::new();
+    for ((q, _), r) in prompts.iter().zip(rollouts) {
+        let item = &run.items[*q];
+        let texts: Vec<String> = r.answers.iter().map(|a| run.processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
+        let group = Group { question: item.question.clone(), candidates: texts.clone(), gold: item.answer.clone(), choices: item.choices.clone() };
+        let judge = crate::rl::judge::ThinkerJudge {
+            thinker: &run.thinker,
+            tokenizer: &run.processor.tokenizer,
+            max_prompt_tokens: 4096,
+            base_model: !matches!(&run.mode, Mode::Judge(j) if j.model == reward::judge::JudgeModel::Policy),
+        };
+        let embedder = run.encoder.as_ref().map(|e| e as &dyn reward::Embedder);
+        let scored = match reward::score(&run.mode, &group, embedder, Some(&judge), &mut run.state.reward_state) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                m.skip_reasons.push(format!("{}: reward failed: {e:#}", item.id));
+                None
+            }
+        };
+        let accuracy = match (item.answer.as_deref(), is_closed_form(item.kind)) {
+            (Some(gold), true) => Some(
+                texts.iter().filter(|t| super::eval::correct(item.kind, t, gold, Default::default(), item.choices.as_deref())).count() as f64
+                    / texts.len().max(1) as f64,
+            ),
+            _ => None,
+        };
+        let chosen = reward::select_samples(&texts, run.cfg.n_samples, run.cfg.dedup);
+        let audit = if run.cfg.adaptive_votes_audit { audit_votes(run, item, &texts) } else { None };
+        out.push(ScoredQuestion { scored, chosen, accuracy, audit });
+    }
+    m.reward_s = t.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// The GRPO update on the scored questions.
+fn train(run: &mut Run, rollouts: &[Rollout], scored: &[ScoredQuestion]) -> Result<UpdateStats> {
+    let groups: Vec<TrainGroup> = rollouts
+        .iter()
+        .zip(scored)
+        .filter_map(|(r, q)| {
+            let s = q.scored.as_ref()?;
+            Some(TrainGroup {
+                rollout: r,
+                chosen: q.chosen.clone(),
+                rewards: q.chosen.iter().map(|&i| s.rewards[i]).collect(),
+                weight: if run.cfg.confidence_weighting { reward::confidence_weight(s) } else { 1.0 },
+            })
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(UpdateStats { skipped: Some("no question could be used this step".into()), ..Default::default() });
+    }
+    let step = run.state.step;
+    let cfg = UpdateConfig { dropout_seed: run.cfg.seed.wrapping_mul(0x9E37_79B9).wrapping_add(step as u64), ..run.update.clone() };
+    run.opt.schedule_step = Some(step);
+    update(&run.thinker, &mut run.opt, &groups, &cfg)
+}
+
+/// Fills the step's metrics line.
+fn record(m: &mut StepMetrics, rollouts: &[Rollout], scored: &[ScoredQuestion], stats: &UpdateStats) {
+    let ok: Vec<&Scored> = scored.iter().filter_map(|q| q.scored.as_ref()).collect();
+    let rewards: Vec<f64> = scored
+        .iter()
+        .filter_map(|q| q.scored.as_ref().map(|s| (q, s)))
+        .flat_map(|(q, s)| q.chosen.iter().map(move |&i| f64::from(s.rewards[i])))
+        .collect();
+    m.questions = ok.len();
+    m.skipped_items = m.skip_reasons.len();
+    m.reward_mean = mean(&rewards);
+    m.majority_ratio = mean(&ok.iter().map(|s| s.diagnostics.majority_ratio as f64).collect::<Vec<_>>());
+    m.accuracy = mean_opt(&scored.iter().map(|q| q.accuracy).collect::<Vec<_>>());
+    m.label_accuracy = mean_opt(&ok.iter().map(|s| s.diagnostics.label_accuracy.map(f64::from)).collect::<Vec<_>>());
+    m.reward_accuracy = mean_opt(&ok.iter().map(|s| s.diagnostics.reward_accuracy.map(f64::from)).collect::<Vec<_>>());
+    m.mean_pairwise_similarity = mean_opt(&ok.iter().map(|s| s.diagnostics.mean_pairwise_similarity.map(f64::from)).collect::<Vec<_>>());
+    m.empty_share = mean(&ok.iter().map(|s| s.diagnostics.empty_share as f64).collect::<Vec<_>>());
+    let generated: usize = rollouts.iter().flat_map(|r| r.answers.iter().map(Vec::len)).sum();
+    let votes: usize = rollouts.iter().map(|r| r.answers.len()).sum();
+    m.response_length = if votes == 0 { 0.0 } else { generated as f64 / votes as f64 };
+    m.votes_drawn = if rollouts.is_empty() { 0.0 } else { votes as f64 / rollouts.len() as f64 };
+    m.rollout_tokens = generated;
+    m.votes_needed = mean_opt(&scored.iter().map(|q| q.audit.map(|(k, _)| k as f64)).collect::<Vec<_>>());
+    m.early_label_agreement = mean_opt(&scored.iter().map(|q| q.audit.map(|(_, same)| f64::from(u8::from(same)))).collect::<Vec<_>>());
+    m.tokens_per_s = generated as f64 / m.rollout_s.max(1e-9);
+    m.loss = stats.loss;
+    m.policy_loss = stats.parts.policy;
+    m.kl = stats.parts.kl;
+    m.entropy = stats.parts.entropy;
+    m.clip_fraction = stats.parts.clip_fraction;
+    m.clip_fraction_lower = stats.parts.clip_fraction_lower;
+    m.ppo_kl = stats.parts.ppo_kl;
+    m.grad_norm = stats.grad_norm;
+    m.lr = stats.lr;
+    m.optimizer_steps = stats.optimizer_steps;
+    m.groups_filtered = stats.groups_filtered;
+    m.update_skipped = stats.skipped.clone();
+}
+
+fn save_checkpoint(dir: &Path, run: &Run, metrics: &[StepMetrics]) -> Result<()> {
     checkpoint::write_atomically(dir, |tmp| {
-        match trainable {
-            Trainable::Lora(adapters) => checkpoint::save_adapter(tmp, adapters, &adapter_config(cfg))?,
+        write_metrics(&tmp.join(METRICS), metrics)?;
+        match &run.trainable {
+            Trainable::Lora(adapters) => checkpoint::save_adapter(tmp, adapters, &adapter_config(&run.cfg))?,
             Trainable::Full(params) => checkpoint::save_full(tmp, params)?,
         }
-        checkpoint::save_moments(&tmp.join("optimizer.safetensors"), &opt.m, &opt.v)?;
-        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+        checkpoint::save_moments(&tmp.join("optimizer.safetensors"), &run.opt.m, &run.opt.v)?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(&run.state)?)?;
         Ok(())
     })
 }

@@ -99,10 +99,10 @@ pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, A
     let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
     check_rank(&cfg, &tensors, &path)?;
     let config_file = || format!("adapter config {}", dir.join("adapter_config.json").display());
-    let adapters = thinker
-        .attach_lora(cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))
-        .with_context(config_file)?;
-    thinker.set_lora_dropout(cfg.lora_dropout as f32).with_context(config_file)?;
+    let adapters =
+        super::lora::attach_lora(thinker, cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))
+            .with_context(config_file)?;
+    super::lora::set_lora_dropout(thinker, cfg.lora_dropout as f32).with_context(config_file)?;
     for (name, lora) in &adapters {
         for (part, var) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
             let key = format!("{name}.{part}.weight");
@@ -127,26 +127,34 @@ pub fn save_full(dir: &Path, params: &[(String, candle_core::Var)]) -> Result<()
     Ok(())
 }
 
-/// Makes the decoder trainable and loads fully fine-tuned weights from `dir`.
-pub fn load_full(thinker: &mut Thinker, dir: &Path) -> Result<Vec<(String, candle_core::Var)>> {
-    let params = thinker.make_decoder_trainable()?;
-    let path = dir.join(FULL_WEIGHTS);
-    let t = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
-    for (name, var) in &params {
+/// Makes the decoder trainable and loads fully fine-tuned weights from `dir` (with `keep_frozen`,
+/// the loaded weights remain the frozen reference, see [`super::lora::make_decoder_trainable`]).
+pub fn load_full(thinker: &mut Thinker, dir: &Path, keep_frozen: bool) -> Result<Vec<(String, candle_core::Var)>> {
+    let params = super::lora::make_decoder_trainable(thinker, keep_frozen)?;
+    set_params(&dir.join(FULL_WEIGHTS), &params)?;
+    Ok(params)
+}
+
+/// Sets each variable from the tensor of its name in the safetensors file at `path` (every one
+/// must be there, with the variable's shape).
+pub fn set_params(path: &Path, params: &[(String, candle_core::Var)]) -> Result<()> {
+    let device = params.first().map_or(Device::Cpu, |(_, v)| v.device().clone());
+    let t = candle_core::safetensors::load(path, &device).with_context(|| format!("cannot read {}", path.display()))?;
+    for (name, var) in params {
         let w = t.get(name).with_context(|| format!("{}: tensor `{name}` is missing", path.display()))?;
         if w.dims() != var.as_tensor().dims() {
             bail!("{}: tensor `{name}` has shape {:?}, the model needs {:?}", path.display(), w.dims(), var.as_tensor().dims());
         }
         var.set(&w.to_dtype(var.dtype())?)?;
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Loads what a training run produced into `thinker`: a LoRA adapter (PEFT layout) or fully
 /// fine-tuned weights.
 pub fn load_trained(thinker: &mut Thinker, dir: &Path) -> Result<()> {
     if dir.join(FULL_WEIGHTS).is_file() {
-        load_full(thinker, dir)?;
+        load_full(thinker, dir, false)?;
     } else {
         load_adapter(thinker, dir)?;
     }

@@ -1,16 +1,21 @@
 //! `ttrav eval`: how well a model (with or without an adapter) answers a dataset.
 //!
-//! Multiple choice and math: pass@1 (the mean correctness of the samples; greedy when one sample)
-//! and maj@K (the majority answer of K samples). Open-ended: BLEU, ROUGE-L, exact and contains
-//! match against the reference answers. Every score is also broken down by the dataset's own
-//! grouping fields (MMAU: task, category, difficulty; OP-TTRAV: source; ...).
+//! Multiple choice and math: pass@1 (the mean correctness of the K samples at the run's
+//! temperature, as TTRL reports it; greedy when K = 1), greedy accuracy (when asked for besides
+//! K samples) and maj@K (the majority answer of the K samples). Open-ended: BLEU, ROUGE-L, exact
+//! and contains match against the reference answers, averaged over the samples. Every score is
+//! also broken down by the dataset's own grouping fields (MMAU: task, category, difficulty;
+//! OP-TTRAV: source; ttrav JSONL: task). Questions are rolled out in batches (one prefill per
+//! batch, its cache shared by each question's samples). Items that cannot be used (a malformed
+//! line when the file was read, a missing answer, unreadable media, an over-long prompt) are
+//! listed with their location and counted.
 
 use super::adapt::item_messages;
-use super::trainer::rollout;
-use crate::data::{Dataset, TaskKind};
+use super::trainer::rollout_batch;
+use crate::data::{Dataset, Item, TaskKind};
 use crate::omni::generate::GenerationConfig;
 use crate::omni::prompt::Processor;
-use crate::omni::thinker::Thinker;
+use crate::omni::thinker::{EncodedPrompt, Thinker};
 use crate::reward::extract::{last_boxed, math_equal, AnswerFormat};
 use crate::reward::vote::{self, AnswerKind, VoteConfig};
 use crate::reward::{metrics, Group};
@@ -30,6 +35,10 @@ pub struct EvalConfig {
     pub limit: Option<usize>,
     pub answer_format: AnswerFormat,
     pub seed: u64,
+    /// Also score one greedy answer per question (besides the `n` samples).
+    pub greedy: bool,
+    /// Questions rolled out together.
+    pub batch_questions: usize,
 }
 
 /// Sums of scores over some items.
@@ -38,6 +47,8 @@ pub struct Scores {
     pub items: usize,
     pub closed_items: usize,
     pub pass_at_1: f64,
+    /// Correctness of the greedy answer (when [`EvalConfig::greedy`]).
+    pub greedy: f64,
     pub maj_at_k: f64,
     pub open_items: usize,
     pub bleu: f64,
@@ -52,6 +63,7 @@ impl Scores {
         self.items += other.items;
         self.closed_items += other.closed_items;
         self.pass_at_1 += other.pass_at_1;
+        self.greedy += other.greedy;
         self.maj_at_k += other.maj_at_k;
         self.open_items += other.open_items;
         self.bleu += other.bleu;
@@ -69,6 +81,7 @@ impl Scores {
             items: self.items,
             closed_items: self.closed_items,
             pass_at_1: self.pass_at_1 / c,
+            greedy: self.greedy / c,
             maj_at_k: self.maj_at_k / c,
             open_items: self.open_items,
             bleu: self.bleu / o,
@@ -100,60 +113,46 @@ pub fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, ch
 
 pub fn evaluate(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<EvalReport> {
     let mut report = EvalReport::default();
+    report.skipped.extend(data.skipped.iter().map(|s| s.to_string()));
     let mut rng = Rng::seed(cfg.seed);
-    let gen = GenerationConfig {
+    let gen = |sampling| GenerationConfig {
         max_new_tokens: cfg.max_response_tokens,
-        sampling: cfg.sampling,
+        sampling,
         stop_tokens: vec![processor.tokenizer.im_end, processor.tokenizer.end_of_text],
     };
+    // The usable items with their prompts.
+    let mut usable: Vec<(&Item, &str, EncodedPrompt)> = Vec::new();
     for item in data.items.iter().take(cfg.limit.unwrap_or(usize::MAX)) {
         let Some(gold) = item.answer.as_deref() else {
             report.skipped.push(format!("{}: no reference answer", item.id));
             continue;
         };
-        let prompt = match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
-            Ok(p) if p.input_ids.len() <= cfg.max_prompt_tokens => p,
-            Ok(p) => {
-                report.skipped.push(format!("{}: prompt has {} tokens", item.id, p.input_ids.len()));
-                continue;
-            }
-            Err(e) => {
-                report.skipped.push(format!("{}: {e:#}", item.id));
-                continue;
-            }
-        };
-        let r = rollout(thinker, &prompt, processor.tokenizer.end_of_text, cfg.n.max(1), &gen, &mut rng)?;
-        let texts: Vec<String> = r.answers.iter().map(|a| processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
-        let mut s = Scores { items: 1, ..Default::default() };
-        s.response_words = texts.iter().map(|t| t.split_whitespace().count() as f64).sum::<f64>() / texts.len() as f64;
-        match item.kind {
-            TaskKind::MultipleChoice | TaskKind::Math => {
-                s.closed_items = 1;
-                let ok = texts.iter().filter(|t| correct(item.kind, t, gold, cfg.answer_format, item.choices.as_deref())).count();
-                s.pass_at_1 = ok as f64 / texts.len() as f64;
-                let kind = if item.kind == TaskKind::Math { AnswerKind::Math } else { AnswerKind::Choice };
-                let voted = vote::score(
-                    &VoteConfig { kind, format: cfg.answer_format },
-                    &Group { candidates: texts.clone(), gold: Some(gold.to_string()), choices: item.choices.clone(), ..Default::default() },
-                );
-                s.maj_at_k = voted.diagnostics.label_accuracy.unwrap_or(0.0) as f64;
-            }
-            TaskKind::OpenEnded => {
-                s.open_items = 1;
-                let n = texts.len() as f64;
-                for t in &texts {
-                    let m = metrics::answer_metrics(t, gold);
-                    s.bleu += m.bleu / n;
-                    s.rouge_l += m.rouge_l / n;
-                    s.exact_match += m.exact_match / n;
-                    s.contains_match += m.contains_match / n;
-                }
-            }
+        match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
+            Ok(p) if p.input_ids.len() <= cfg.max_prompt_tokens => usable.push((item, gold, p)),
+            Ok(p) => report.skipped.push(format!("{}: prompt has {} tokens, over {}", item.id, p.input_ids.len(), cfg.max_prompt_tokens)),
+            Err(e) => report.skipped.push(format!("{}: {e:#}", item.id)),
         }
-        report.overall.add(&s);
-        for (field, value) in &item.groups {
-            if matches!(field.as_str(), "task" | "category" | "sub-category" | "sub_category" | "difficulty" | "source" | "dataset") {
-                report.by_group.entry(format!("{field}={value}")).or_default().add(&s);
+    }
+    for chunk in usable.chunks(cfg.batch_questions.max(1)) {
+        let prompts: Vec<EncodedPrompt> = chunk.iter().map(|(_, _, p)| p.clone()).collect();
+        let pad = processor.tokenizer.end_of_text;
+        let sampled = rollout_batch(thinker, &prompts, pad, cfg.n.max(1), &gen(cfg.sampling), &mut rng)?;
+        // Greedy answers: the samples themselves when they are greedy, else a second pass.
+        let sampled_greedy = cfg.sampling == Sampling::Greedy;
+        let greedy = if cfg.greedy && !sampled_greedy { Some(rollout_batch(thinker, &prompts, pad, 1, &gen(Sampling::Greedy), &mut rng)?) } else { None };
+        for (k, ((item, gold, _), r)) in chunk.iter().zip(&sampled).enumerate() {
+            let texts: Vec<String> = r.answers.iter().map(|a| processor.tokenizer.decode(a)).collect::<Result<Vec<_>>>()?;
+            let greedy_text = match &greedy {
+                Some(g) => Some(processor.tokenizer.decode(&g[k].answers[0])?),
+                None if sampled_greedy => texts.first().cloned(),
+                None => None,
+            };
+            let s = score_item(item, gold, &texts, greedy_text.as_deref(), cfg.answer_format);
+            report.overall.add(&s);
+            for (field, value) in &item.groups {
+                if matches!(field.as_str(), "task" | "category" | "sub-category" | "sub_category" | "difficulty" | "source" | "dataset") {
+                    report.by_group.entry(format!("{field}={value}")).or_default().add(&s);
+                }
             }
         }
     }
@@ -162,4 +161,36 @@ pub fn evaluate(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &
         *v = v.averaged();
     }
     Ok(report)
+}
+
+/// The scores of one item's sampled answers (and greedy answer, when given).
+fn score_item(item: &Item, gold: &str, texts: &[String], greedy: Option<&str>, format: AnswerFormat) -> Scores {
+    let mut s = Scores { items: 1, ..Default::default() };
+    s.response_words = texts.iter().map(|t| t.split_whitespace().count() as f64).sum::<f64>() / texts.len() as f64;
+    match item.kind {
+        TaskKind::MultipleChoice | TaskKind::Math => {
+            s.closed_items = 1;
+            let ok = texts.iter().filter(|t| correct(item.kind, t, gold, format, item.choices.as_deref())).count();
+            s.pass_at_1 = ok as f64 / texts.len() as f64;
+            s.greedy = greedy.map_or(0.0, |g| f64::from(u8::from(correct(item.kind, g, gold, format, item.choices.as_deref()))));
+            let kind = if item.kind == TaskKind::Math { AnswerKind::Math } else { AnswerKind::Choice };
+            let voted = vote::score(
+                &VoteConfig { kind, format },
+                &Group { candidates: texts.to_vec(), gold: Some(gold.to_string()), choices: item.choices.clone(), ..Default::default() },
+            );
+            s.maj_at_k = voted.diagnostics.label_accuracy.unwrap_or(0.0) as f64;
+        }
+        TaskKind::OpenEnded => {
+            s.open_items = 1;
+            let n = texts.len() as f64;
+            for t in texts {
+                let m = metrics::answer_metrics(t, gold);
+                s.bleu += m.bleu / n;
+                s.rouge_l += m.rouge_l / n;
+                s.exact_match += m.exact_match / n;
+                s.contains_match += m.contains_match / n;
+            }
+        }
+    }
+    s
 }

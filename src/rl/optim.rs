@@ -23,15 +23,18 @@ impl Default for AdamWConfig {
     }
 }
 
-/// The learning rate at `step` (0-based): linear warm-up, then cosine decay to `min_lr_ratio`.
+/// The learning rate at `step` (0-based), as verl's `get_cosine_schedule_with_warmup` (half a
+/// cosine cycle): a linear warm-up from `min_lr_ratio` (so the first warm-up step has the
+/// smallest rate), then cosine decay to `min_lr_ratio`.
 pub fn learning_rate(cfg: &AdamWConfig, step: usize) -> f64 {
+    let min = cfg.min_lr_ratio;
     if step < cfg.warmup_steps {
-        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
+        return cfg.lr * (min + (1.0 - min) * step as f64 / cfg.warmup_steps.max(1) as f64);
     }
     let decay_steps = cfg.total_steps.saturating_sub(cfg.warmup_steps).max(1);
-    let progress = ((step - cfg.warmup_steps) as f64 / decay_steps as f64).min(1.0);
-    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-    cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+    let progress = (step - cfg.warmup_steps) as f64 / decay_steps as f64;
+    let x = (std::f64::consts::PI * progress).cos();
+    cfg.lr * (x * (1.0 - min) * 0.5 + (1.0 + min) * 0.5).max(min)
 }
 
 /// AdamW state: one first and second moment per parameter (f32), and the step count.
@@ -41,14 +44,18 @@ pub struct AdamW {
     pub params: Vec<(String, Var)>,
     pub m: Vec<Tensor>,
     pub v: Vec<Tensor>,
+    /// Optimizer steps taken (Adam's bias correction counts these).
     pub step: usize,
+    /// The step the learning-rate schedule is at, when the caller sets it (verl steps its
+    /// scheduler once per training step, however many optimizer steps that holds); else `step`.
+    pub schedule_step: Option<usize>,
 }
 
 impl AdamW {
     pub fn new(cfg: AdamWConfig, params: Vec<(String, Var)>) -> Result<Self> {
         let m = params.iter().map(|(_, p)| p.as_tensor().zeros_like()?.to_dtype(DType::F32)).collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
-        Ok(Self { cfg, params, m, v, step: 0 })
+        Ok(Self { cfg, params, m, v, step: 0, schedule_step: None })
     }
 
     /// Global L2 norm of the gradients.
@@ -69,7 +76,7 @@ impl AdamW {
             anyhow::bail!("non-finite gradient norm ({norm}); the step is skipped");
         }
         let clip = if max_norm > 0.0 && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
-        let lr = learning_rate(&self.cfg, self.step);
+        let lr = learning_rate(&self.cfg, self.schedule_step.unwrap_or(self.step));
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
@@ -97,12 +104,15 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays() {
+        // verl: warm-up step/warmup from 0, then half a cosine over the remaining steps.
         let cfg = AdamWConfig { lr: 1.0, warmup_steps: 2, total_steps: 12, ..Default::default() };
-        assert_eq!(learning_rate(&cfg, 0), 0.5);
-        assert_eq!(learning_rate(&cfg, 1), 1.0);
+        assert_eq!(learning_rate(&cfg, 0), 0.0);
+        assert_eq!(learning_rate(&cfg, 1), 0.5);
         assert!((learning_rate(&cfg, 2) - 1.0).abs() < 1e-12);
         assert!((learning_rate(&cfg, 7) - 0.5).abs() < 1e-12);
         assert!(learning_rate(&cfg, 12).abs() < 1e-12);
+        let floor = AdamWConfig { min_lr_ratio: 0.1, ..cfg };
+        assert!((learning_rate(&floor, 0) - 0.1).abs() < 1e-12 && (learning_rate(&floor, 12) - 0.1).abs() < 1e-12);
     }
 
     #[test]
