@@ -2,7 +2,7 @@
 //! model-ready features made from them.
 //!
 //! Errors carry the file and the reason ([`MediaError`]), so that a dataset run can report a bad
-//! item and skip it. The third-party decoders run behind [`guarded`]: some of them assert on
+//! item and skip it. The third-party decoders run behind `guarded`: some of them assert on
 //! malformed data, and such a panic becomes that file's error.
 
 pub mod audio;
