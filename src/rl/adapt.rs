@@ -548,7 +548,7 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
     };
     let mut opt = AdamW::new(adamw, trainable.params())?;
     if let Some(dir) = &resume {
-        let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), opt.params.len(), device)?;
+        let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), &opt.params, device)?;
         (opt.m, opt.v, opt.step) = (m, v, state.optimizer_step);
     }
     std::fs::write(cfg.out.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
