@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-target/demo-recipe}
-steps=${SFT_STEPS:-2400}
+steps=${SFT_STEPS:-3000}
 cargo build --release --quiet
 ttrav=target/release/ttrav
 rm -rf "$work"

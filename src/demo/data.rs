@@ -110,9 +110,11 @@ fn write_lines(path: &Path, lines: &[serde_json::Value]) -> Result<()> {
     f.flush().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// One JSONL line; the open-ended form carries the id with `-open` appended, so both forms of a
+/// split can be concatenated into one file (as the demo recipe does for `ttrav sft`).
 fn item_json(item: &DemoItem, open: bool, teach: bool) -> serde_json::Value {
     let mut v = if open {
-        json!({"id": item.id, "question": item.open_question, "answer": item.open_answer, "kind": "open_ended", "task": item.family})
+        json!({"id": format!("{}-open", item.id), "question": item.open_question, "answer": item.open_answer, "kind": "open_ended", "task": item.family})
     } else {
         json!({"id": item.id, "question": item.question, "choices": item.choices, "answer": item.answer, "task": item.family})
     };
