@@ -1,7 +1,9 @@
 //! Text decoder throughput on CPU: prefill and decode tokens/s for a tiny config and for one
 //! decoder layer at the Qwen2.5-Omni-3B sizes (hidden 2048, 16 heads, 2 KV heads, intermediate
 //! 11008; vocabulary cut to 4096 so that the layer, not the lm_head, is measured), and N = 8
-//! samples sharing one prefill against 8 separate generations.
+//! samples sharing one prefill against 8 separate generations; and a rollout at the real
+//! vocabulary (151 646): 16 samples of a 4 096-token prompt, 64 new tokens each, through one
+//! 3B-sized layer.
 //!
 //! Run: `cargo bench --bench decoder` (figures go in BENCHMARKS.md).
 
@@ -84,5 +86,45 @@ fn bench_shared_prefill(c: &mut Criterion) {
     g.finish();
 }
 
+/// One 3B-sized layer with the real vocabulary (the lm_head and the sampler at full size).
+fn one_3b_layer_full_vocab() -> Thinker {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
+    let mut cfg = ThinkerConfig::from_file(&path).unwrap();
+    cfg.text.num_hidden_layers = 1;
+    cfg.text.vocab_size = 151_646;
+    Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
+}
+
+/// Bytes of keys and values that `rows` sequences of `len` cached tokens each hold.
+fn kv_bytes(model: &Thinker, rows: usize, len: usize) -> usize {
+    let t = &model.config().text;
+    t.num_hidden_layers * 2 * t.num_key_value_heads * t.head_dim * 4 * rows * len
+}
+
+/// 16 samples x 64 new tokens from one 4 096-token prompt (prefilled once, outside the timing).
+fn bench_rollout_4096(c: &mut Criterion) {
+    let (n, prompt_len, new_tokens) = (16, 4096, 64);
+    let model = one_3b_layer_full_vocab();
+    let batch = prompt(prompt_len, 151_000);
+    let state = model.prefill(&batch, PrefillOptions::default()).unwrap().state;
+    let cfg = GenerationConfig {
+        max_new_tokens: new_tokens,
+        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        stop_tokens: vec![],
+    };
+    eprintln!(
+        "rollout_4096: key/value cache after {new_tokens} tokens: {n} copies of the prompt {} MB",
+        kv_bytes(&model, n, prompt_len + new_tokens) as f64 / 1e6,
+    );
+    let mut g = c.benchmark_group("3b_one_layer_v151646_16_samples_of_4096");
+    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements((n * new_tokens) as u64));
+    g.bench_function("forked_cache", |b| {
+        b.iter(|| decode(&model, state.fork(n).unwrap(), &cfg, &mut Rng::seed(0)).unwrap())
+    });
+    g.finish();
+}
+
 criterion_group!(benches, bench_tiny, bench_3b_layer, bench_shared_prefill);
-criterion_main!(benches);
+criterion_group!(rollout, bench_rollout_4096);
+criterion_main!(benches, rollout);
