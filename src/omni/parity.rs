@@ -173,18 +173,18 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
 }
 
-/// Checks one fixture; returns the names of the expected tensors compared.
-pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
-    let (tol, pixel_tol) = (opts.tolerance, opts.pixel_tolerance);
-    let config = ThinkerConfig::from_file(&dir.join("config.json"))?;
-    let inputs = load(&dir.join("inputs.safetensors"))?;
-    let expected = load(&dir.join("expected.safetensors"))?;
+/// The prompt batch of a fixture directory's `inputs.safetensors` (prompts with their media).
+pub fn fixture_batch(dir: &Path) -> Result<PromptBatch> {
+    batch_of(&load(&dir.join("inputs.safetensors"))?)
+}
+
+fn batch_of(inputs: &HashMap<String, Tensor>) -> Result<PromptBatch> {
     if let Some(key) = inputs.keys().find(|k| !known_input(k)) {
         bail!("inputs.safetensors holds `{key}`, an input ttrav does not know how to use");
     }
     let input_ids = ids_of(inputs.get("input_ids").context("inputs.safetensors lacks `input_ids`")?)?;
     let mask = ids_of(inputs.get("attention_mask").context("inputs.safetensors lacks `attention_mask`")?)?;
-    let batch = PromptBatch {
+    Ok(PromptBatch {
         input_ids: input_ids.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         attention_mask: mask.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         audio: audio_inputs(&inputs)?,
@@ -194,7 +194,18 @@ pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
             Some(t) => t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?.first() == Some(&1),
             None => false,
         },
-    };
+    })
+}
+
+/// Checks one fixture; returns the names of the expected tensors compared.
+pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
+    let (tol, pixel_tol) = (opts.tolerance, opts.pixel_tolerance);
+    let config = ThinkerConfig::from_file(&dir.join("config.json"))?;
+    let inputs = load(&dir.join("inputs.safetensors"))?;
+    let expected = load(&dir.join("expected.safetensors"))?;
+    let batch = batch_of(&inputs)?;
+    let mask = ids_of(inputs.get("attention_mask").context("inputs.safetensors lacks `attention_mask`")?)?;
+
     let b = batch.batch_size();
     let thinker = Thinker::from_files(config, &[dir.join("model.safetensors")], &opts.device, opts.dtype)?;
     let needs_hidden = expected.keys().any(|k| k.starts_with("hidden_states."));

@@ -80,8 +80,9 @@ fn tensor_bytes(t: &Tensor) -> usize {
 
 /// Each sequence's own keys and values after its (shared) prompt: per layer a `[B, kv_heads,
 /// capacity, head_dim]` buffer that new tokens are written into in place, so that a step copies
-/// only its own token; the capacity doubles when full. Cloning copies the buffers (a clone
-/// decodes on its own).
+/// only its own token. The first buffer holds what [`Self::reserve`] asked for (else 16
+/// positions); a full one is replaced by one twice its size. Cloning copies the buffers (a
+/// clone decodes on its own).
 #[derive(Debug, Default)]
 pub struct SuffixCache {
     /// Per layer: key and value buffers, and how many positions they hold.
@@ -147,7 +148,7 @@ impl SuffixCache {
             None => (0, 0),
         };
         if len == capacity {
-            let grown = (2 * capacity).max(self.reserve).max(len + 1).max(16);
+            let grown = if self.reserve > len { self.reserve } else { (2 * capacity).max(16) };
             let kb = Tensor::zeros((b, kv, grown, hd), k.dtype(), k.device())?;
             let vb = Tensor::zeros((b, kv, grown, hd), v.dtype(), v.device())?;
             if let Some((old_k, old_v, _)) = &self.layers[layer] {
