@@ -3,7 +3,8 @@
 //! 11008; vocabulary cut to 4096 so that the layer, not the lm_head, is measured), and N = 8
 //! samples sharing one prefill against 8 separate generations; and a rollout at the real
 //! vocabulary (151 646): 16 samples of a 4 096-token prompt, 64 new tokens each, through one
-//! 3B-sized layer.
+//! 3B-sized layer, reading one shared copy of the prompt's cache or a copy each; and 16 samples of
+//! 64 tokens from a 512-token prompt on a small thinker (for the comparison with transformers).
 //!
 //! Run: `cargo bench --bench decoder` (figures go in BENCHMARKS.md).
 
@@ -12,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::path::Path;
 use std::time::Duration;
 use ttrav::omni::generate::decode;
-use ttrav::{GenerationConfig, PrefillOptions, PromptBatch, Rng, Sampling, Thinker, ThinkerConfig};
+use ttrav::{GenerationConfig, PrefillOptions, PromptBatch, PromptState, Rng, Sampling, Thinker, ThinkerConfig};
 
 fn tiny() -> Thinker {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/omni/text_basic");
@@ -95,13 +96,17 @@ fn one_3b_layer_full_vocab() -> Thinker {
     Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
 }
 
-/// Bytes of keys and values that `rows` sequences of `len` cached tokens each hold.
-fn kv_bytes(model: &Thinker, rows: usize, len: usize) -> usize {
-    let t = &model.config().text;
-    t.num_hidden_layers * 2 * t.num_key_value_heads * t.head_dim * 4 * rows * len
+/// Key/value bytes a rollout holds once its buffers are allocated: `state` after one decode
+/// step with room reserved for `new_tokens`.
+fn rollout_cache_bytes(model: &Thinker, mut state: PromptState, new_tokens: usize) -> usize {
+    state.reserve(new_tokens - 1);
+    let next = vec![1; state.batch_size()];
+    model.decode_step(&mut state, &next).unwrap();
+    state.cache_bytes()
 }
 
-/// 16 samples x 64 new tokens from one 4 096-token prompt (prefilled once, outside the timing).
+/// 16 samples x 64 new tokens from one 4 096-token prompt (prefilled once, outside the timing):
+/// the samples reading one copy of the prompt's cache, against each holding its own copy.
 fn bench_rollout_4096(c: &mut Criterion) {
     let (n, prompt_len, new_tokens) = (16, 4096, 64);
     let model = one_3b_layer_full_vocab();
@@ -112,19 +117,40 @@ fn bench_rollout_4096(c: &mut Criterion) {
         sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
         stop_tokens: vec![],
     };
+    let shared = state.fork(n).unwrap();
+    let copied = shared.unshared().unwrap();
     eprintln!(
-        "rollout_4096: key/value cache after {new_tokens} tokens: {n} copies of the prompt {} MB",
-        kv_bytes(&model, n, prompt_len + new_tokens) as f64 / 1e6,
+        "rollout_4096: key/value cache bytes with room for {new_tokens} tokens: shared prompt {:.1} MB, copied {:.1} MB",
+        rollout_cache_bytes(&model, shared.clone(), new_tokens) as f64 / 1e6,
+        rollout_cache_bytes(&model, copied.clone(), new_tokens) as f64 / 1e6,
     );
     let mut g = c.benchmark_group("3b_one_layer_v151646_16_samples_of_4096");
     g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements((n * new_tokens) as u64));
-    g.bench_function("forked_cache", |b| {
-        b.iter(|| decode(&model, state.fork(n).unwrap(), &cfg, &mut Rng::seed(0)).unwrap())
-    });
+    g.bench_function("shared_prompt_cache", |b| b.iter(|| decode(&model, shared.clone(), &cfg, &mut Rng::seed(0)).unwrap()));
+    g.bench_function("copied_prompt_cache", |b| b.iter(|| decode(&model, copied.clone(), &cfg, &mut Rng::seed(0)).unwrap()));
+    g.finish();
+}
+
+/// 16 samples x 64 new tokens (temperature 1, no stop token) from a 512-token prompt on a small
+/// thinker (4 layers, hidden 512, the real vocabulary): one `generate` call, prefill included.
+/// `scripts/bench_rollout_vs_transformers.py` times transformers on the same work.
+fn bench_small_thinker(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-small-4x512.json");
+    let model = Thinker::random(ThinkerConfig::from_file(&path).unwrap(), 0, &Device::Cpu, DType::F32).unwrap().0;
+    let batch = prompt(512, 151_000);
+    let cfg = GenerationConfig {
+        max_new_tokens: 64,
+        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        stop_tokens: vec![],
+    };
+    let mut g = c.benchmark_group("small_thinker_4x512");
+    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(16 * 64));
+    g.bench_function("16_samples_of_64_from_512", |b| b.iter(|| ttrav::generate(&model, &batch, 16, &cfg, &mut Rng::seed(0)).unwrap()));
     g.finish();
 }
 
 criterion_group!(benches, bench_tiny, bench_3b_layer, bench_shared_prefill);
-criterion_group!(rollout, bench_rollout_4096);
+criterion_group!(rollout, bench_rollout_4096, bench_small_thinker);
 criterion_main!(benches, rollout);

@@ -1,7 +1,8 @@
 //! Sampling the next token at the real vocabulary (151 646 ids): B = 1 and 64 rows of logits
 //! on the CPU, greedy, plain temperature, top-k 50, top-p 0.9, and both. The logits are normal
 //! with standard deviation 5 (entropy about 3.8 nats, the top 121 ids hold 90 % of the mass: a
-//! language model's spread, not a flat random-weight one).
+//! language model's spread, not a flat random-weight one). `sample_rows` reads the rows in place,
+//! one per thread.
 //!
 //! Run: `cargo bench --bench sampling` (figures go in BENCHMARKS.md).
 
@@ -19,8 +20,7 @@ fn logits(rows: usize) -> Tensor {
 
 /// One step's draws: every row's token and log-probability.
 fn sample(logits: &Tensor, sampling: Sampling, rng: &mut Rng) -> Vec<ttrav::sampling::Choice> {
-    let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
-    rows.iter().map(|r| ttrav::sampling::choose(r, sampling, rng).unwrap()).collect()
+    ttrav::sampling::sample_rows(logits, sampling, rng).unwrap()
 }
 
 fn bench_sampling(c: &mut Criterion) {

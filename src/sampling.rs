@@ -151,7 +151,7 @@ pub fn choose(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> Result<Choic
         bail!("the logits are empty");
     }
     let u = uniform(sampling, rng);
-    Ok(choose_row(logits, sampling, u, &mut Scratch::default())?)
+    Ok(SCRATCH.with(|s| choose_row(logits, sampling, u, &mut s.borrow_mut()))?)
 }
 
 /// Samples one token from each row of `logits` (`[B, V]`, f32 or f64) where the tensor lies:
@@ -190,11 +190,16 @@ fn sample_rows_on_host(logits: &Tensor, sampling: Sampling, uniforms: &[f64]) ->
         .par_chunks(v)
         .zip(uniforms.par_iter())
         .enumerate()
-        .map_init(Scratch::default, |scratch, (row, (x, &u))| {
-            choose_row(x, sampling, u, scratch).map_err(|e| NonFiniteLogits { row, ..e })
+        .map(|(row, (x, &u))| {
+            SCRATCH.with(|s| choose_row(x, sampling, u, &mut s.borrow_mut())).map_err(|e| NonFiniteLogits { row, ..e })
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(choices)
+}
+
+thread_local! {
+    /// Each thread's buffers, kept between rows and steps (a row of the real vocabulary is 600 kB).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Buffers reused across the rows one thread samples.
@@ -223,13 +228,14 @@ fn choose_row(x: &[f32], sampling: Sampling, u: f64, s: &mut Scratch) -> std::re
     };
     let inv = (1.0 / temperature as f64) as f32;
     let m = x[best] * inv;
+    if matches!(sampling, Sampling::Greedy) {
+        let total: f64 = x.iter().map(|&v| (v - m).exp() as f64).sum();
+        return Ok(Choice { token: best as u32, logprob: -total.ln() as f32 });
+    }
     s.e.clear();
     s.e.extend(x.iter().map(|&v| (v * inv - m).exp()));
     let total: f64 = s.e.iter().map(|&e| e as f64).sum();
     let logprob = |t: usize| ((x[t] * inv - m) as f64 - total.ln()) as f32;
-    if matches!(sampling, Sampling::Greedy) {
-        return Ok(Choice { token: best as u32, logprob: logprob(best) });
-    }
     let token = match threshold(x, inv, m, top_k, top_p, total, s) {
         None => inverse_cdf(&s.e, |_| true, total, u),
         Some(t) => {
