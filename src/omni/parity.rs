@@ -347,18 +347,20 @@ fn check_expected(
     Ok(())
 }
 
-/// Checks one fixture; returns the names of the expected tensors compared.
-pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
-    let (tol, pixel_tol) = (opts.tolerance, opts.pixel_tolerance);
+/// The prompt batch of a fixture directory's `inputs.safetensors` (prompts with their media),
+/// checked against the directory's `config.json` as `check_fixture` checks it.
+pub fn fixture_batch(dir: &Path) -> Result<PromptBatch> {
     let config = ThinkerConfig::from_file(&dir.join("config.json"))?;
-    let (inputs_file, expected_file) = (dir.join("inputs.safetensors"), dir.join("expected.safetensors"));
+    let inputs_file = dir.join("inputs.safetensors");
     let inputs = load(&inputs_file)?;
-    let expected = load(&expected_file)?;
-    let (b, len) = check_inputs(&inputs_file, &inputs, &config)?;
-    check_expected(&expected_file, &expected, (b, len), &config)?;
+    check_inputs(&inputs_file, &inputs, &config)?;
+    batch_of(&inputs)
+}
+
+fn batch_of(inputs: &HashMap<String, Tensor>) -> Result<PromptBatch> {
     let input_ids = ids_of(inputs.get("input_ids").context("inputs.safetensors lacks `input_ids`")?)?;
     let mask = ids_of(inputs.get("attention_mask").context("inputs.safetensors lacks `attention_mask`")?)?;
-    let batch = PromptBatch {
+    Ok(PromptBatch {
         input_ids: input_ids.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         attention_mask: mask.iter().map(|r| r.iter().map(|&x| x as u32).collect()).collect(),
         audio: audio_inputs(&inputs)?,
@@ -368,8 +370,20 @@ pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
             Some(t) => t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?.first() == Some(&1),
             None => false,
         },
-    };
-    let b = batch.batch_size();
+    })
+}
+
+/// Checks one fixture; returns the names of the expected tensors compared.
+pub fn check_fixture(dir: &Path, opts: &ParityOptions) -> Result<Vec<String>> {
+    let (tol, pixel_tol) = (opts.tolerance, opts.pixel_tolerance);
+    let config = ThinkerConfig::from_file(&dir.join("config.json"))?;
+    let (inputs_file, expected_file) = (dir.join("inputs.safetensors"), dir.join("expected.safetensors"));
+    let inputs = load(&inputs_file)?;
+    let expected = load(&expected_file)?;
+    let (b, len) = check_inputs(&inputs_file, &inputs, &config)?;
+    check_expected(&expected_file, &expected, (b, len), &config)?;
+    let batch = batch_of(&inputs)?;
+    let mask = ids_of(inputs.get("attention_mask").context("inputs.safetensors lacks `attention_mask`")?)?;
     let thinker = Thinker::from_files(config, &[dir.join("model.safetensors")], &opts.device, opts.dtype)?;
     let needs_hidden = expected.keys().any(|k| k.starts_with("hidden_states."));
     let out = thinker.prefill(&batch, PrefillOptions { all_logits: true, hidden_states: needs_hidden, base_model: false })?;
