@@ -1,7 +1,10 @@
 //! Text decoder throughput on CPU: prefill and decode tokens/s for a tiny config and for one
 //! decoder layer at the Qwen2.5-Omni-3B sizes (hidden 2048, 16 heads, 2 KV heads, intermediate
 //! 11008; vocabulary cut to 4096 so that the layer, not the lm_head, is measured), and N = 8
-//! samples sharing one prefill against 8 separate generations.
+//! samples sharing one prefill against 8 separate generations; and a rollout at the real
+//! vocabulary (151 646): 16 samples of a 4 096-token prompt, 64 new tokens each, through one
+//! 3B-sized layer, reading one shared copy of the prompt's cache or a copy each; and 16 samples of
+//! 64 tokens from a 512-token prompt on a small thinker (for the comparison with transformers).
 //!
 //! Run: `cargo bench --bench decoder` (figures go in BENCHMARKS.md).
 
@@ -10,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::path::Path;
 use std::time::Duration;
 use ttrav::omni::generate::decode;
-use ttrav::{GenerationConfig, PrefillOptions, PromptBatch, Rng, Sampling, Thinker, ThinkerConfig};
+use ttrav::{GenerationConfig, PrefillOptions, PromptBatch, PromptState, Rng, Sampling, Thinker, ThinkerConfig};
 
 fn tiny() -> Thinker {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/omni/text_basic");
@@ -84,5 +87,70 @@ fn bench_shared_prefill(c: &mut Criterion) {
     g.finish();
 }
 
+/// One 3B-sized layer with the real vocabulary (the lm_head and the sampler at full size).
+fn one_3b_layer_full_vocab() -> Thinker {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
+    let mut cfg = ThinkerConfig::from_file(&path).unwrap();
+    cfg.text.num_hidden_layers = 1;
+    cfg.text.vocab_size = 151_646;
+    Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
+}
+
+/// Key/value bytes a rollout holds once its buffers are allocated: `state` after one decode
+/// step with room reserved for `new_tokens`.
+fn rollout_cache_bytes(model: &Thinker, mut state: PromptState, new_tokens: usize) -> usize {
+    state.reserve(new_tokens - 1);
+    let next = vec![1; state.batch_size()];
+    model.decode_step(&mut state, &next).unwrap();
+    state.cache_bytes()
+}
+
+/// 16 samples x 64 new tokens from one 4 096-token prompt (prefilled once, outside the timing):
+/// the samples reading one copy of the prompt's cache, against each holding its own copy.
+fn bench_rollout_4096(c: &mut Criterion) {
+    let (n, prompt_len, new_tokens) = (16, 4096, 64);
+    let model = one_3b_layer_full_vocab();
+    let batch = prompt(prompt_len, 151_000);
+    let state = model.prefill(&batch, PrefillOptions::default()).unwrap().state;
+    let cfg = GenerationConfig {
+        max_new_tokens: new_tokens,
+        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        stop_tokens: vec![],
+    };
+    let shared = state.fork(n).unwrap();
+    let copied = shared.unshared().unwrap();
+    eprintln!(
+        "rollout_4096: key/value cache bytes with room for {new_tokens} tokens: shared prompt {:.1} MB, copied {:.1} MB",
+        rollout_cache_bytes(&model, shared.clone(), new_tokens) as f64 / 1e6,
+        rollout_cache_bytes(&model, copied.clone(), new_tokens) as f64 / 1e6,
+    );
+    let mut g = c.benchmark_group("3b_one_layer_v151646_16_samples_of_4096");
+    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements((n * new_tokens) as u64));
+    g.bench_function("shared_prompt_cache", |b| b.iter(|| decode(&model, shared.clone(), &cfg, &mut Rng::seed(0)).unwrap()));
+    g.bench_function("copied_prompt_cache", |b| b.iter(|| decode(&model, copied.clone(), &cfg, &mut Rng::seed(0)).unwrap()));
+    g.finish();
+}
+
+/// 16 samples x 64 new tokens (temperature 1, no stop token) from a 512-token prompt on a small
+/// thinker (4 layers, hidden 512, the real vocabulary): one `generate` call, prefill included.
+/// `scripts/bench_rollout_vs_transformers.py` times transformers on the same work.
+fn bench_small_thinker(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-small-4x512.json");
+    let model = Thinker::random(ThinkerConfig::from_file(&path).unwrap(), 0, &Device::Cpu, DType::F32).unwrap().0;
+    let batch = prompt(512, 151_000);
+    let cfg = GenerationConfig {
+        max_new_tokens: 64,
+        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        stop_tokens: vec![],
+    };
+    let mut g = c.benchmark_group("small_thinker_4x512");
+    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(16 * 64));
+    g.bench_function("16_samples_of_64_from_512", |b| b.iter(|| ttrav::generate(&model, &batch, 16, &cfg, &mut Rng::seed(0)).unwrap()));
+    g.finish();
+}
+
 criterion_group!(benches, bench_tiny, bench_3b_layer, bench_shared_prefill);
-criterion_main!(benches);
+criterion_group!(rollout, bench_rollout_4096, bench_small_thinker);
+criterion_main!(benches, rollout);

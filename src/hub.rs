@@ -149,7 +149,10 @@ impl ModelSource {
     pub fn weight_files(&self) -> Result<Vec<PathBuf>> {
         if let Some(index) = self.get_optional("model.safetensors.index.json")? {
             let shards = shard_names(&index)?;
-            return shards.iter().map(|s| self.get(s)).collect();
+            return shards
+                .iter()
+                .map(|s| self.get(s).with_context(|| format!("shard {s} is named in {}", index.display())))
+                .collect();
         }
         if let Some(single) = self.get_optional("model.safetensors")? {
             return Ok(vec![single]);
@@ -164,7 +167,8 @@ fn is_not_found(e: &impl std::fmt::Display) -> bool {
     s.contains("404") || s.contains("Not Found") || s.contains("EntryNotFound")
 }
 
-/// The distinct shard file names of a sharded checkpoint's index, in first-seen order.
+/// The distinct shard file names of a sharded checkpoint's index, in first-seen order. A shard
+/// must be a plain file name beside the index (no folders, no `..`).
 pub fn shard_names(index: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -175,11 +179,16 @@ pub fn shard_names(index: &Path) -> Result<Vec<String>> {
         .and_then(|m| m.as_object())
         .with_context(|| format!("{}: field `weight_map` is missing or not an object", index.display()))?;
     let mut shards: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (tensor, file) in map {
         let file = file
             .as_str()
             .with_context(|| format!("{}: `weight_map.{tensor}` is not a file name", index.display()))?;
-        if !shards.iter().any(|s| s == file) {
+        let plain = Path::new(file).file_name().is_some_and(|n| n == std::ffi::OsStr::new(file));
+        if !plain {
+            bail!("{}: `weight_map.{tensor}` is {file:?}, not a file name beside the index", index.display());
+        }
+        if seen.insert(file) {
             shards.push(file.to_string());
         }
     }
@@ -216,5 +225,10 @@ mod tests {
         assert_eq!(shards, vec!["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
         std::fs::write(&p, r#"{"weight_map": 3}"#).unwrap();
         assert!(format!("{:#}", shard_names(&p).unwrap_err()).contains("weight_map"));
+        for bad in ["../model.safetensors", "/etc/model.safetensors", "sub/model.safetensors", ".."] {
+            std::fs::write(&p, format!(r#"{{"weight_map": {{"a": "{bad}"}}}}"#)).unwrap();
+            let e = format!("{:#}", shard_names(&p).unwrap_err());
+            assert!(e.contains("weight_map.a") && e.contains("not a file name"), "{bad}: {e}");
+        }
     }
 }

@@ -3,46 +3,15 @@
 //! transformers' greedy tokens on a fixture model.
 
 mod common;
+#[path = "common/synth_audio.rs"]
+mod synth_audio;
 
 use common::{copy_fixture, fixture};
+use synth_audio::{flac_bytes, mp3_bytes, to_i16, tone, vorbis_bytes, wav_bytes, wav_f32, wav_i16};
 use std::path::Path;
 use ttrav::media::audio::{decode_file, load_audio};
 use ttrav::media::mel::MelExtractor;
 use ttrav::{AudioFeatures, ContentItem, GenerationConfig, ModelSource, Processor, PromptBatch, Rng, Sampling, Thinker};
-
-/// A RIFF/WAVE file with one `fmt ` and one `data` chunk.
-fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
-    let block = channels * bits / 8;
-    let mut out = Vec::new();
-    out.extend(b"RIFF");
-    out.extend(&(36 + data.len() as u32).to_le_bytes());
-    out.extend(b"WAVEfmt ");
-    out.extend(&16u32.to_le_bytes());
-    out.extend(&format_tag.to_le_bytes());
-    out.extend(&channels.to_le_bytes());
-    out.extend(&rate.to_le_bytes());
-    out.extend(&(rate * block as u32).to_le_bytes());
-    out.extend(&block.to_le_bytes());
-    out.extend(&bits.to_le_bytes());
-    out.extend(b"data");
-    out.extend(&(data.len() as u32).to_le_bytes());
-    out.extend(data);
-    out
-}
-
-fn wav_f32(samples: &[f32], channels: u16, rate: u32) -> Vec<u8> {
-    wav_bytes(3, channels, rate, 32, &samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>())
-}
-
-fn wav_i16(samples: &[i16], channels: u16, rate: u32) -> Vec<u8> {
-    wav_bytes(1, channels, rate, 16, &samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>())
-}
-
-fn tone(freq: f32, rate: u32, secs: f32, amp: f32) -> Vec<f32> {
-    (0..(rate as f32 * secs) as usize)
-        .map(|i| amp * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin())
-        .collect()
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -110,46 +79,30 @@ fn audio_beyond_300_seconds_is_cut() {
     assert_eq!(load_audio(&path).unwrap().len(), 16000 * 300);
 }
 
-fn flac_bytes(samples: &[i16], rate: usize) -> Vec<u8> {
-    use flacenc::component::BitRepr;
-    use flacenc::error::Verify;
-    assert_eq!(samples.len() % 1000, 0, "whole blocks only (see below)");
-    let ints: Vec<i32> = samples.iter().map(|&s| s as i32).collect();
-    // A block size that divides the clip: symphonia rejects streams whose STREAMINFO gives a
-    // smaller minimum block size than the fixed one (as flacenc writes for a short last block).
-    let mut config = flacenc::config::Encoder::default();
-    config.block_size = 1000;
-    let config = config.into_verified().unwrap();
-    let source = flacenc::source::MemSource::from_samples(&ints, 1, 16, rate);
-    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size).unwrap();
-    let mut sink = flacenc::bitsink::ByteSink::new();
-    stream.write(&mut sink).unwrap();
-    sink.as_slice().to_vec()
-}
-
-fn mp3_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
-    use mp3lame_encoder::{Builder, FlushNoGap, MonoPcm};
-    let mut enc = Builder::new()
-        .unwrap()
-        .with_num_channels(1)
-        .unwrap()
-        .with_sample_rate(rate)
-        .unwrap()
-        .with_brate(mp3lame_encoder::Bitrate::Kbps128)
-        .unwrap()
-        .with_quality(mp3lame_encoder::Quality::Best)
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    out.reserve(mp3lame_encoder::max_required_buffer_size(samples.len()));
-    enc.encode_to_vec(MonoPcm(samples), &mut out).unwrap();
-    enc.flush_to_vec::<FlushNoGap>(&mut out).unwrap();
-    out
-}
-
-fn to_i16(x: &[f32]) -> Vec<i16> {
-    x.iter().map(|v| (v * 32767.0).round() as i16).collect()
+#[test]
+fn decoding_stops_past_the_window_with_the_same_samples() {
+    // 310 s at 22.05 kHz (a chirp, so that every resampled sample depends on its neighbours):
+    // decoding stops a second past the window, and the window's samples are exactly those of
+    // decoding and resampling the whole file.
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 22050u32;
+    let x: Vec<i16> = (0..310 * rate as usize)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            (8000.0 * (2.0 * std::f64::consts::PI * (200.0 + 7.0 * t) * t).sin()) as i16
+        })
+        .collect();
+    let path = write(dir.path(), "long.wav", &wav_i16(&x, 1, rate));
+    let prefix = ttrav::media::audio::decode_file_prefix(&path, 301.0).unwrap();
+    assert!(prefix.cut);
+    let secs = prefix.samples.len() as f64 / rate as f64;
+    assert!((301.0..301.5).contains(&secs), "decoded {secs} s");
+    let whole = decode_file(&path).unwrap();
+    assert!(!whole.cut && whole.samples.len() == x.len());
+    let reference = ttrav::media::audio::resample(&whole.samples, rate, 16000).unwrap();
+    let got = load_audio(&path).unwrap();
+    assert_eq!(got.len(), 300 * 16000);
+    assert!(got == reference[..got.len()], "the window differs from resampling the whole file");
 }
 
 #[test]
@@ -164,6 +117,19 @@ fn flac_is_lossless_and_mp3_is_close() {
     assert!((mp3.len() as i64 - 16000).abs() < 1200, "MP3 gave {} samples", mp3.len());
     let rms = (mp3[2000..14000].iter().map(|v| v * v).sum::<f32>() / 12000.0).sqrt();
     assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.03, "MP3 rms {rms}");
+}
+
+#[test]
+fn ogg_vorbis_decodes_with_its_length_and_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "a.ogg", &vorbis_bytes(&tone(440.0, 22050, 1.0, 0.5), 22050));
+    let w = decode_file(&path).unwrap();
+    assert_eq!((w.sample_rate, w.channels), (22050, 1));
+    // Vorbis decoders trim the stream to its granule position: the original length.
+    assert!((w.samples.len() as i64 - 22050).abs() <= 64, "{} samples", w.samples.len());
+    let y = load_audio(&path).unwrap();
+    let rms = (y[2000..14000].iter().map(|v| v * v).sum::<f32>() / 12000.0).sqrt();
+    assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.02, "Vorbis rms {rms}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Sentence encoders against sentence-transformers: the real all-MiniLM-L6-v2 and
 //! all-mpnet-base-v2 weights (fetched into the hub cache by scripts/fetch-test-encoders.sh), and
 //! tiny random models in the layouts of BGE-small and Qwen3-Embedding. Same token ids, cosine
-//! >= 0.9999 for every sentence.
+//! >= 0.9999 and the max absolute difference of the normalised vectors within a measured bound
+//! (6e-7 for the BERT family, 2e-6 for Qwen3-Embedding) for every sentence.
 
 mod common;
 
@@ -24,6 +25,22 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// Bound on the max |diff| of the normalised vectors, BERT family (MiniLM, MPNet, BGE layout):
+/// measured at most 2.9e-7 (MiniLM 2.87e-7, MPNet 2.01e-7, bge-tiny 2.09e-7), about one f32 ulp
+/// of the larger components; the references' own batched-vs-single difference is 1.9e-7 and they
+/// are rounded to 7 significant digits. Twice the largest, for another CPU's summation order.
+const BERT_MAX_ABS: f32 = 6e-7;
+/// The same for the Qwen3-Embedding layout (a causal decoder, last-token pooling): measured
+/// 8.6e-7; twice that.
+const QWEN3_MAX_ABS: f32 = 2e-6;
+
+/// Max |a_i - b_i| of the two vectors after each is L2-normalised.
+fn max_abs_normalised(a: &[f32], b: &[f32]) -> f32 {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    a.iter().zip(b).map(|(x, y)| (x / na - y / nb).abs()).fold(0f32, f32::max)
+}
+
 fn cos(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -43,7 +60,7 @@ fn real_encoder(id: &str) -> Encoder {
     Encoder::load(id, &candle_core::Device::Cpu).unwrap()
 }
 
-fn check_golden(encoder: &Encoder, golden: &serde_json::Value) {
+fn check_golden(encoder: &Encoder, golden: &serde_json::Value, bound: f32) {
     let sentences = golden["sentences"].as_array().unwrap();
     let texts: Vec<String> = sentences.iter().map(|s| s["text"].as_str().unwrap().to_string()).collect();
     let vectors = encoder.embed(&texts).unwrap();
@@ -53,6 +70,8 @@ fn check_golden(encoder: &Encoder, golden: &serde_json::Value) {
         assert_eq!(encoder.token_ids(text).unwrap(), ids(&s["input_ids"]), "token ids of {text:?}");
         let c = cos(v, &floats(&s["embedding"]));
         assert!(c >= 0.9999, "cosine {c} for {text:?}");
+        let d = max_abs_normalised(v, &floats(&s["embedding"]));
+        assert!(d <= bound, "max |diff| of the normalised vectors {d:e} > {bound:e} for {text:?}");
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
         truncated += s["truncated"].as_bool().unwrap() as usize;
@@ -64,16 +83,16 @@ fn check_golden(encoder: &Encoder, golden: &serde_json::Value) {
 #[test]
 fn minilm_matches_sentence_transformers() {
     let enc = real_encoder("sentence-transformers/all-MiniLM-L6-v2");
-    check_golden(&enc, &read_json(encoders_dir().join("minilm.golden.json")));
+    check_golden(&enc, &read_json(encoders_dir().join("minilm.golden.json")), BERT_MAX_ABS);
 }
 
 #[test]
 fn mpnet_matches_sentence_transformers() {
     let enc = real_encoder("sentence-transformers/all-mpnet-base-v2");
-    check_golden(&enc, &read_json(encoders_dir().join("mpnet.golden.json")));
+    check_golden(&enc, &read_json(encoders_dir().join("mpnet.golden.json")), BERT_MAX_ABS);
 }
 
-fn check_expected(encoder: &Encoder, expected: &serde_json::Value, texts: &[serde_json::Value]) {
+fn check_expected(encoder: &Encoder, expected: &serde_json::Value, texts: &[serde_json::Value], bound: f32) {
     let strings: Vec<String> = texts.iter().map(|t| t["text"].as_str().unwrap().to_string()).collect();
     let vectors = encoder.embed(&strings).unwrap();
     for (t, v) in texts.iter().zip(&vectors) {
@@ -81,6 +100,8 @@ fn check_expected(encoder: &Encoder, expected: &serde_json::Value, texts: &[serd
         assert_eq!(encoder.token_ids(text).unwrap(), ids(&t["input_ids"]), "token ids of {text:?}");
         let c = cos(v, &floats(&t["embedding"]));
         assert!(c >= 0.9999, "cosine {c} for {text:?} ({})", expected["model"]);
+        let d = max_abs_normalised(v, &floats(&t["embedding"]));
+        assert!(d <= bound, "max |diff| of the normalised vectors {d:e} > {bound:e} for {text:?} ({})", expected["model"]);
     }
 }
 
@@ -96,7 +117,7 @@ fn bge_layout_uses_cls_pooling_and_overrides_stale_tokenizer_settings() {
     let long = texts.iter().find(|t| t["truncated"].as_bool().unwrap()).unwrap();
     assert_eq!(enc.token_ids(long["text"].as_str().unwrap()).unwrap().len(), 32);
     assert_eq!(enc.token_ids("").unwrap().len(), 2);
-    check_expected(&enc, &expected, texts);
+    check_expected(&enc, &expected, texts, BERT_MAX_ABS);
 }
 
 #[test]
@@ -126,12 +147,13 @@ fn qwen3_embedding_last_token_left_padding_and_instruction() {
     // The fixture's texts already hold their group's prefix: embed them with an empty prefix,
     // and check that the default prefix gives the same as the explicitly prefixed text.
     enc.prefix = String::new();
-    check_expected(&enc, &expected, texts);
+    check_expected(&enc, &expected, texts, QWEN3_MAX_ABS);
     let prefixed: Vec<&serde_json::Value> = texts.iter().filter(|t| t["group"] == "ttrav_prefix").collect();
     let base = prefixed[0]["text"].as_str().unwrap().strip_prefix(groups["ttrav_prefix"].as_str().unwrap()).unwrap();
     enc.prefix = ttrav::embed::QWEN3_INSTRUCTION.to_string();
     let v = enc.embed(&[base.to_string()]).unwrap();
     assert!(cos(&v[0], &floats(&prefixed[0]["embedding"])) >= 0.9999);
+    assert!(max_abs_normalised(&v[0], &floats(&prefixed[0]["embedding"])) <= QWEN3_MAX_ABS);
 }
 
 #[test]

@@ -47,26 +47,6 @@ fn alpha_is_composited_on_white_and_grey_is_expanded() {
     assert_eq!(load_image(&p).unwrap().get_pixel(1, 1).0, [77, 77, 77]);
 }
 
-/// A JPEG with an EXIF orientation tag (6: rotate 90 degrees clockwise) spliced in.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut exif = Vec::new();
-    exif.extend(b"Exif\0\0");
-    exif.extend(b"MM\0\x2a\0\0\0\x08"); // big-endian TIFF header, IFD at 8
-    exif.extend(&1u16.to_be_bytes()); // one entry
-    exif.extend(&0x0112u16.to_be_bytes()); // Orientation
-    exif.extend(&3u16.to_be_bytes()); // SHORT
-    exif.extend(&1u32.to_be_bytes());
-    exif.extend(&orientation.to_be_bytes());
-    exif.extend(&[0, 0]);
-    exif.extend(&0u32.to_be_bytes()); // no next IFD
-    let mut out = jpeg[..2].to_vec(); // SOI
-    out.extend(&[0xFF, 0xE1]);
-    out.extend(&((exif.len() + 2) as u16).to_be_bytes());
-    out.extend(&exif);
-    out.extend(&jpeg[2..]);
-    out
-}
-
 #[test]
 fn exif_orientation_is_applied() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +54,7 @@ fn exif_orientation_is_applied() {
     let mut jpeg = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg).unwrap();
     let p = dir.path().join("rotated.jpg");
-    std::fs::write(&p, with_exif_orientation(&jpeg, 6)).unwrap();
+    std::fs::write(&p, common::with_exif_orientation(&jpeg, 6)).unwrap();
     assert_eq!(load_image(&p).unwrap().dimensions(), (20, 40), "rotated by 90 degrees");
 }
 

@@ -236,3 +236,34 @@ fn full_fine_tuning_keeps_the_original_model_as_the_reference() {
         }
     }
 }
+
+/// Adaptive votes: one round of the whole budget is the plain rollout; a prompt that settles after
+/// its first round gets no more answers, the others the whole budget.
+#[test]
+fn adaptive_rollouts_stop_settled_prompts() {
+    use ttrav::omni::generate::GenerationConfig;
+    use ttrav::rl::trainer::{rollout_adaptive, rollout_batch};
+    use ttrav::EncodedPrompt;
+    let t = Thinker::load(&ModelSource::resolve(fixture("text_basic").to_str().unwrap()).unwrap(), &Device::Cpu, DType::F32).unwrap();
+    let gen = GenerationConfig { max_new_tokens: 5, sampling: ttrav::Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![402] };
+    let prompts = vec![
+        EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316], ..Default::default() },
+        EncodedPrompt { input_ids: vec![401, 350, 198], ..Default::default() },
+    ];
+    let plain = rollout_batch(&t, &prompts, 400, 6, &gen, &mut Rng::seed(4)).unwrap();
+    let one_round = rollout_adaptive(&t, &prompts, 400, 6, 6, &gen, &mut Rng::seed(4), |_, _| Ok(false)).unwrap();
+    for (a, b) in plain.iter().zip(&one_round) {
+        assert_eq!(a.answers, b.answers);
+        assert_eq!(a.logprobs, b.logprobs);
+    }
+    let mut asked = Vec::new();
+    let rounds = rollout_adaptive(&t, &prompts, 400, 6, 2, &gen, &mut Rng::seed(4), |q, r| {
+        asked.push((q, r.answers.len()));
+        Ok(q == 0)
+    })
+    .unwrap();
+    assert_eq!(rounds[0].answers.len(), 2, "settled after its first round");
+    assert_eq!(rounds[1].answers.len(), 6, "the whole budget");
+    assert_eq!(rounds[1].logprobs.len(), 6);
+    assert_eq!(asked, vec![(0, 2), (1, 2), (1, 4)], "asked after each round, not after the last");
+}

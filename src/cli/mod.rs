@@ -1,6 +1,7 @@
 //! Command-line parsing and printing; the work is done by the library.
 
 mod adapt;
+mod bench_model;
 mod demo;
 mod embed;
 mod eval;
@@ -38,6 +39,8 @@ enum Command {
     Sft(Box<sft::SftArgs>),
     /// Check the thinker against transformers parity fixtures (e.g. on a GPU).
     Parity(parity::ParityArgs),
+    /// Prefill and decode throughput of a random-weight thinker at a config's sizes.
+    BenchModel(bench_model::BenchModelArgs),
     /// Write the demo dataset (media synthesised from a seed).
     DemoData(demo::DemoDataArgs),
     /// Write the untrained demo model (tokenizer learned from the demo data, random weights).
@@ -61,6 +64,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run_eval(args),
         Command::Sft(args) => sft::run_sft(*args),
         Command::Parity(args) => parity::run(args),
+        Command::BenchModel(args) => bench_model::run(args),
         Command::DemoData(args) => demo::run_demo_data(args),
         Command::DemoInit(args) => demo::run_demo_init(args),
     }

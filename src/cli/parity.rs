@@ -18,7 +18,8 @@ pub struct ParityArgs {
     dtype: String,
     #[arg(long, default_value_t = 2e-4)]
     tolerance: f32,
-    #[arg(long, default_value_t = 0.02)]
+    /// Max |diff| of pixel values (0: bit for bit, which ttrav's preprocessing achieves).
+    #[arg(long, default_value_t = 0.0)]
     pixel_tolerance: f32,
 }
 

@@ -10,7 +10,8 @@
 //! "three beeps" or "a red circle").
 //!
 //! Audio is 1.2 s of 16-bit mono PCM WAV at 8 kHz (tones with 5 ms fades over faint noise);
-//! images are 84x84 RGB PNGs. Every split draws from its own random stream of the seed, so the
+//! images are 84x84 RGB PNGs (one large shape near the centre, or dots each in its own cell of a
+//! 3 x 3 grid). Every split draws from its own random stream of the seed, so the
 //! files of one split are the same bytes whichever other splits are written with it. Option
 //! order is fixed per family (A = "one", B = "two", ...).
 
@@ -109,9 +110,11 @@ fn write_lines(path: &Path, lines: &[serde_json::Value]) -> Result<()> {
     f.flush().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// One JSONL line; the open-ended form carries the id with `-open` appended, so both forms of a
+/// split can be concatenated into one file (as the demo recipe does for `ttrav sft`).
 fn item_json(item: &DemoItem, open: bool, teach: bool) -> serde_json::Value {
     let mut v = if open {
-        json!({"id": item.id, "question": item.open_question, "answer": item.open_answer, "kind": "open_ended", "task": item.family})
+        json!({"id": format!("{}-open", item.id), "question": item.open_question, "answer": item.open_answer, "kind": "open_ended", "task": item.family})
     } else {
         json!({"id": item.id, "question": item.question, "choices": item.choices, "answer": item.answer, "task": item.family})
     };
@@ -270,18 +273,17 @@ fn beeps(k: usize, rng: &mut Rng) -> Vec<f64> {
     let mut s = noise(rng);
     let f = uniform(rng, 600.0, 1200.0);
     let a = uniform(rng, 0.3, 0.6);
-    let dur = uniform(rng, 0.06, 0.1);
-    // k beeps and k - 1 gaps of at least 0.08 s; the slack is spread at random.
-    let min_gap = 0.08;
+    let dur = uniform(rng, 0.08, 0.12);
+    // k beeps and k - 1 gaps of at least 0.12 s; the slack is spread at random.
+    let min_gap = 0.12;
     let slack = CLIP_SECONDS - 0.1 - k as f64 * dur - (k - 1) as f64 * min_gap;
     let mut cuts: Vec<f64> = (0..k + 1).map(|_| rng.next_f64()).collect();
     let total: f64 = cuts.iter().sum();
     cuts.iter_mut().for_each(|c| *c *= slack / total);
     let mut t = 0.05 + cuts[0];
-    for (b, cut) in cuts.iter().skip(1).enumerate().take(k) {
+    for cut in cuts.iter().skip(1).take(k) {
         add_tone(&mut s, f, t, dur, a);
         t += dur + min_gap + cut;
-        let _ = b;
     }
     s
 }
@@ -320,12 +322,12 @@ fn jitter(colour: [u8; 3], rng: &mut Rng) -> [u8; 3] {
     colour.map(|c| (c as f64 + uniform(rng, -20.0, 20.0)).clamp(0.0, 255.0) as u8)
 }
 
-/// One shape (circle, square, triangle or cross) of `colour`, at a random size and place.
+/// One large shape (circle, square, triangle or cross) of `colour`, near the centre.
 fn shape_image(shape: usize, colour: [u8; 3], rng: &mut Rng) -> RgbImage {
     let mut img = background(rng);
-    let r = uniform(rng, 14.0, 24.0);
+    let r = uniform(rng, 24.0, 34.0);
     let size = IMAGE_SIZE as f64;
-    let (cx, cy) = (uniform(rng, r + 2.0, size - r - 2.0), uniform(rng, r + 2.0, size - r - 2.0));
+    let (cx, cy) = (size / 2.0 + uniform(rng, -6.0, 6.0), size / 2.0 + uniform(rng, -6.0, 6.0));
     let colour = jitter(colour, rng);
     for (x, y, p) in img.enumerate_pixels_mut() {
         let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
@@ -343,19 +345,24 @@ fn shape_image(shape: usize, colour: [u8; 3], rng: &mut Rng) -> RgbImage {
     img
 }
 
-/// `k` dots that do not touch, in one colour.
+/// `k` dots in one colour, each in its own cell of a 3 x 3 grid (a cell is the 28 x 28 pixels
+/// the vision tower merges into one token), at a random place inside it.
 fn dots_image(k: usize, rng: &mut Rng) -> RgbImage {
     let mut img = background(rng);
     let colour = jitter(COLOURS[below(rng, 4)].1, rng);
-    let size = IMAGE_SIZE as f64;
-    let mut centres: Vec<(f64, f64, f64)> = Vec::new();
-    while centres.len() < k {
-        let r = uniform(rng, 5.0, 7.5);
-        let (x, y) = (uniform(rng, r + 2.0, size - r - 2.0), uniform(rng, r + 2.0, size - r - 2.0));
-        if centres.iter().all(|&(cx, cy, cr)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() > r + cr + 6.0) {
-            centres.push((x, y, r));
-        }
+    let cell = IMAGE_SIZE as f64 / 3.0;
+    let mut cells: Vec<usize> = (0..9).collect();
+    for i in (1..9).rev() {
+        cells.swap(i, below(rng, i + 1));
     }
+    let centres: Vec<(f64, f64, f64)> = cells[..k]
+        .iter()
+        .map(|&c| {
+            let r = uniform(rng, 6.0, 9.0);
+            let (x0, y0) = ((c % 3) as f64 * cell, (c / 3) as f64 * cell);
+            (x0 + uniform(rng, r + 1.0, cell - r - 1.0), y0 + uniform(rng, r + 1.0, cell - r - 1.0), r)
+        })
+        .collect();
     for (x, y, p) in img.enumerate_pixels_mut() {
         let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
         if centres.iter().any(|&(cx, cy, r)| (px - cx).powi(2) + (py - cy).powi(2) <= r * r) {
@@ -389,14 +396,14 @@ mod tests {
         for k in 1..=4 {
             // Count connected runs of loud samples.
             let s = beeps(k, &mut rng);
-            let loud: Vec<bool> = s.chunks(40).map(|c| c.iter().map(|x| x.abs()).fold(0.0, f64::max) > 0.2).collect();
+            let loud: Vec<bool> = s.chunks(80).map(|c| c.iter().map(|x| x.abs()).fold(0.0, f64::max) > 0.2).collect();
             let runs = loud.windows(2).filter(|w| !w[0] && w[1]).count() + usize::from(loud[0]);
             assert_eq!(runs, k, "beeps");
             let img = dots_image(k, &mut rng);
             let bg = img.get_pixel(0, 0)[0] as i32;
             let dark = img.pixels().filter(|p| (p[0] as i32 - bg).abs() > 40 || (p[2] as i32 - img.get_pixel(0, 0)[2] as i32).abs() > 40).count();
-            // Each dot covers between pi*5^2 and pi*7.5^2 pixels.
-            assert!(dark as f64 >= k as f64 * 60.0 && dark as f64 <= k as f64 * 190.0, "{k} dots: {dark} pixels");
+            // Each dot covers between pi*6^2 and pi*9^2 pixels.
+            assert!(dark as f64 >= k as f64 * 100.0 && dark as f64 <= k as f64 * 270.0, "{k} dots: {dark} pixels");
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! Decoding is symphonia's (WAV in 8/16/24/32-bit integer and float, FLAC, MP3, Ogg Vorbis, AAC
 //! in MP4/M4A), with gapless trimming; channels are averaged to mono; other sample rates are
 //! resampled with rubato's band-limited FFT resampler. Audio beyond the model's 300 s window is
-//! cut, with a warning.
+//! cut, with a warning: decoding stops a second past the window (what the resampler needs to
+//! give the window's samples exactly as from the whole file), so a long file costs no more memory
+//! than a 300 s one.
 
 use super::MediaError;
 use std::path::Path;
@@ -18,6 +20,14 @@ use symphonia::core::meta::MetadataOptions;
 pub const SAMPLE_RATE: u32 = 16_000;
 /// The longest audio the feature extractor keeps (seconds).
 pub const MAX_SECONDS: usize = 300;
+/// Source audio decoded past [`MAX_SECONDS`]: the resampler's output up to the window's end
+/// depends on a few thousand samples after it (its filter and one FFT chunk), far less than this.
+const RESAMPLER_MARGIN_SECONDS: f64 = 1.0;
+/// The largest sample magnitude accepted: 60 dB over full scale. Float files may exceed [-1, 1]
+/// a little; values far beyond are corrupt data (and overflow the resampler's FFT).
+pub const MAX_AMPLITUDE: f32 = 1024.0;
+/// The highest sample rate accepted (a file stating more is corrupt or not audio ttrav can use).
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
 
 /// A decoded waveform.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,10 +37,26 @@ pub struct Waveform {
     pub sample_rate: u32,
     /// Channels in the file before downmixing.
     pub channels: usize,
+    /// Whether decoding stopped at a time limit before the end of the file.
+    pub cut: bool,
 }
 
 /// Decodes a file to mono at its own sample rate.
 pub fn decode_file(path: &Path) -> Result<Waveform, MediaError> {
+    decode(path, None)
+}
+
+/// Decodes the start of a file to mono at its own sample rate, stopping after the packet that
+/// reaches `max_seconds` (the rest of the file is not read).
+pub fn decode_file_prefix(path: &Path, max_seconds: f64) -> Result<Waveform, MediaError> {
+    decode(path, Some(max_seconds))
+}
+
+fn decode(path: &Path, max_seconds: Option<f64>) -> Result<Waveform, MediaError> {
+    super::guarded(path, || decode_unguarded(path, max_seconds))
+}
+
+fn decode_unguarded(path: &Path, max_seconds: Option<f64>) -> Result<Waveform, MediaError> {
     let err = |reason: String| MediaError::new(path, reason);
     let file = std::fs::File::open(path).map_err(|e| err(format!("cannot open audio file: {e}")))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -63,6 +89,7 @@ pub fn decode_file(path: &Path) -> Result<Waveform, MediaError> {
     let mut mono: Vec<f32> = Vec::new();
     let mut interleaved: Vec<f32> = Vec::new();
     let mut decode_errors = 0usize;
+    let mut cut = false;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
@@ -85,10 +112,17 @@ pub fn decode_file(path: &Path) -> Result<Waveform, MediaError> {
         let spec = buf.spec();
         rate = spec.rate();
         channels = spec.channels().count().max(1);
+        if rate > MAX_SAMPLE_RATE {
+            return Err(err(format!("the stream states a sample rate of {rate} Hz (at most {MAX_SAMPLE_RATE} Hz is audio)")));
+        }
         interleaved.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut interleaved);
         for frame in interleaved.chunks_exact(channels) {
             mono.push(frame.iter().sum::<f32>() / channels as f32);
+        }
+        if max_seconds.is_some_and(|limit| mono.len() as f64 >= limit * rate as f64) {
+            cut = true;
+            break;
         }
     }
     if mono.is_empty() {
@@ -105,7 +139,13 @@ pub fn decode_file(path: &Path) -> Result<Waveform, MediaError> {
     if let Some(i) = mono.iter().position(|x| !x.is_finite()) {
         return Err(err(format!("sample {i} is not a finite number (NaN or infinity)")));
     }
-    Ok(Waveform { samples: mono, sample_rate: rate, channels })
+    if let Some(i) = mono.iter().position(|x| x.abs() > MAX_AMPLITUDE) {
+        return Err(err(format!(
+            "sample {i} is {:e}, far outside the [-1, 1] of audio (more than {MAX_AMPLITUDE} times full scale)",
+            mono[i]
+        )));
+    }
+    Ok(Waveform { samples: mono, sample_rate: rate, channels, cut })
 }
 
 fn describe(e: &SymphoniaError) -> String {
@@ -137,17 +177,20 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     Ok(out)
 }
 
-/// Loads an audio file as the model's input: mono, 16 kHz, cut to 300 s (with a warning).
+/// Loads an audio file as the model's input: mono, 16 kHz, cut to 300 s (with a warning). Only
+/// the first 301 s of the file are decoded.
 pub fn load_audio(path: &Path) -> Result<Vec<f32>, MediaError> {
-    let wave = decode_file(path)?;
-    let mut samples =
-        resample(&wave.samples, wave.sample_rate, SAMPLE_RATE).map_err(|reason| MediaError::new(path, reason))?;
+    let wave = decode_file_prefix(path, MAX_SECONDS as f64 + RESAMPLER_MARGIN_SECONDS)?;
+    let mut samples = if wave.sample_rate == SAMPLE_RATE {
+        wave.samples
+    } else {
+        resample(&wave.samples, wave.sample_rate, SAMPLE_RATE).map_err(|reason| MediaError::new(path, reason))?
+    };
     let max = MAX_SECONDS * SAMPLE_RATE as usize;
     if samples.len() > max {
         eprintln!(
-            "warning: {} is {:.1} s long; only its first {MAX_SECONDS} s are used (the model's audio window)",
+            "warning: {} is longer than {MAX_SECONDS} s; only its first {MAX_SECONDS} s are used (the model's audio window)",
             path.display(),
-            samples.len() as f64 / SAMPLE_RATE as f64
         );
         samples.truncate(max);
     }

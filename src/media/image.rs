@@ -4,8 +4,9 @@
 //! white, greyscale expanded) -> `smart_resize` to multiples of 28 within [min, max] pixels ->
 //! Pillow's antialiased bicubic resampling (two separable passes, 8-bit between them, in Pillow
 //! 13's order) -> rescale by
-//! 1/255 -> normalise with the CLIP mean and std -> patches of 2x14x14 per channel, in merge-block
-//! order: `[grid_h * grid_w, 1176]` with `grid_thw = [1, grid_h, grid_w]`.
+//! 1/255 -> normalise with the CLIP mean and std (in the processor's own floating-point order, so
+//! that pixel values match transformers' bit for bit) -> patches of 2x14x14 per channel, in
+//! merge-block order: `[grid_h * grid_w, 1176]` with `grid_thw = [1, grid_h, grid_w]`.
 
 use super::MediaError;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -85,21 +86,47 @@ pub fn to_rgb(img: DynamicImage) -> RgbImage {
     out
 }
 
+/// The largest image accepted: 64 megapixels (8192 x 8192; the processor resizes anything above
+/// its `max_pixels`, 12.8 megapixels by default, down). A corrupt header can state any size, and
+/// decoders allocate the stated image before reading its data.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 26;
+/// The most the decoded image may take (64 megapixels in 8-bit RGBA).
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+
 /// Decodes an image file, applies its EXIF orientation and converts it to RGB.
 pub fn load_image(path: &Path) -> Result<RgbImage, MediaError> {
+    super::guarded(path, || decode_image(path))
+}
+
+fn decode_image(path: &Path) -> Result<RgbImage, MediaError> {
     let err = |r: String| MediaError::new(path, r);
     let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot open image file: {e}")))?;
     if meta.len() == 0 {
         return Err(err("the file is empty".into()));
     }
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .map_err(|e| err(format!("cannot open image file: {e}")))?
         .with_guessed_format()
         .map_err(|e| err(format!("cannot read image file: {e}")))?;
     if reader.format().is_none() {
         return Err(err("not an image in a supported format (PNG, JPEG, WebP, GIF)".into()));
     }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| err(format!("corrupt or unsupported image: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(err(format!("the image is {w}x{h}, over the limit of {} megapixels", MAX_IMAGE_PIXELS >> 20)));
+    }
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        return Err(err(format!(
+            "the image is {w}x{h} of {:?}: {} MiB decoded, over the limit of {} MiB",
+            decoder.color_type(),
+            decoder.total_bytes() >> 20,
+            MAX_DECODE_BYTES >> 20
+        )));
+    }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(format!("corrupt or truncated image: {e}")))?;
     img.apply_orientation(orientation);
@@ -244,14 +271,33 @@ pub fn resize_bicubic(img: &RgbImage, width: usize, height: usize, order: PassOr
     }
 }
 
+/// The normalised value of every 8-bit level, per channel, computed as the processor computes it
+/// (so that pixel values match bit for bit). Pillow back-end (numpy): rescale in f64
+/// (`v * (1/255)`), cast to f32, then `(x - mean) / std` in f32. torchvision back-end: rescale and
+/// normalise fused, `(v - mean * 255) / (std * 255)` in f32.
+fn normalised_levels(arithmetic: Arithmetic) -> [[f32; 256]; 3] {
+    let mut table = [[0f32; 256]; 3];
+    for (c, row) in table.iter_mut().enumerate() {
+        for (v, out) in row.iter_mut().enumerate() {
+            *out = match arithmetic {
+                Arithmetic::Pillow => ((v as f64 * (1.0 / 255.0)) as f32 - CLIP_MEAN[c]) / CLIP_STD[c],
+                Arithmetic::Torch => (v as f32 - CLIP_MEAN[c] * 255.0) / (CLIP_STD[c] * 255.0),
+            };
+        }
+    }
+    table
+}
+
 /// Patches of one or more frames of equal size: `frames` holds `temporal_patch_size` x t frames
 /// (already resized), output rows in merge-block order, each row (C, t, 14, 14) flattened.
-pub fn patchify(frames: &[&RgbImage]) -> (Vec<f32>, [usize; 3]) {
+/// `arithmetic` names the back-end whose rescale-and-normalise arithmetic is followed.
+pub fn patchify(frames: &[&RgbImage], arithmetic: Arithmetic) -> (Vec<f32>, [usize; 3]) {
     let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
     let (gh, gw) = (h / PATCH, w / PATCH);
     let gt = frames.len() / TEMPORAL_PATCH;
     let row_len = 3 * TEMPORAL_PATCH * PATCH * PATCH;
     let mut out = Vec::with_capacity(gt * gh * gw * row_len);
+    let levels = normalised_levels(arithmetic);
     // Normalised planes per frame: [C][H][W].
     let planes: Vec<Vec<f32>> = frames
         .iter()
@@ -261,8 +307,7 @@ pub fn patchify(frames: &[&RgbImage]) -> (Vec<f32>, [usize; 3]) {
             for y in 0..h {
                 for x in 0..w {
                     for c in 0..3 {
-                        let v = raw[(y * w + x) * 3 + c] as f32 * (1.0 / 255.0);
-                        p[(c * h + y) * w + x] = (v - CLIP_MEAN[c]) / CLIP_STD[c];
+                        p[(c * h + y) * w + x] = levels[c][raw[(y * w + x) * 3 + c] as usize];
                     }
                 }
             }
@@ -307,21 +352,61 @@ impl Default for ImageProcessorConfig {
 
 impl ImageProcessorConfig {
     /// The pixel limits of a preprocessor_config.json (`min_pixels`, `max_pixels`); defaults where
-    /// the file or a field is missing.
+    /// the file or a field is missing. A field that is there must be an integer, and the limits
+    /// must satisfy `min_pixels <= max_pixels <=` [`MAX_IMAGE_PIXELS`].
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let mut cfg = Self::default();
-        let Ok(text) = std::fs::read_to_string(path) else { return Ok(cfg) };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", path.display(), e.line(), e.column())
-        })?;
-        if let Some(m) = v.get("min_pixels").and_then(|x| x.as_u64()) {
-            cfg.min_pixels = m as usize;
+        let Some(v) = read_config_json(path)? else { return Ok(cfg) };
+        if let Some(m) = pixel_field(&v, &["min_pixels"], path)? {
+            cfg.min_pixels = m;
         }
-        if let Some(m) = v.get("max_pixels").and_then(|x| x.as_u64()) {
-            cfg.max_pixels = m as usize;
+        if let Some(m) = pixel_field(&v, &["max_pixels"], path)? {
+            cfg.max_pixels = m;
         }
+        check_pixel_limits(cfg.min_pixels, cfg.max_pixels, path)?;
         Ok(cfg)
     }
+}
+
+/// A processor config file's JSON; None when there is no such file.
+pub(crate) fn read_config_json(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        anyhow::anyhow!("{} is not valid JSON (line {}, column {}): {e}", path.display(), e.line(), e.column())
+    })
+}
+
+/// An integer field at `keys` (nested); None when absent, an error naming the file and the field
+/// when it is there but not a non-negative integer.
+pub(crate) fn pixel_field(v: &serde_json::Value, keys: &[&str], path: &Path) -> anyhow::Result<Option<usize>> {
+    let mut cur = v;
+    for k in keys {
+        match cur.get(k) {
+            Some(next) => cur = next,
+            None => return Ok(None),
+        }
+    }
+    match cur.as_u64().and_then(|x| usize::try_from(x).ok()) {
+        Some(x) => Ok(Some(x)),
+        None if cur.is_null() => Ok(None),
+        None => anyhow::bail!("{}: field `{}` is {cur}, not a pixel count", path.display(), keys.join(".")),
+    }
+}
+
+/// Pixel limits that resizing can meet: `min <= max`, and `max` at most [`MAX_IMAGE_PIXELS`]
+/// (they size the resized image, so a corrupt value must not size an allocation).
+pub(crate) fn check_pixel_limits(min: usize, max: usize, path: &Path) -> anyhow::Result<()> {
+    if min > max {
+        anyhow::bail!("{}: the minimum pixel count {min} is above the maximum {max}", path.display());
+    }
+    if max as u64 > MAX_IMAGE_PIXELS {
+        anyhow::bail!("{}: the maximum pixel count {max} is over the limit of {} megapixels", path.display(), MAX_IMAGE_PIXELS >> 20);
+    }
+    Ok(())
 }
 
 /// The vision tower's input for one RGB image: patches `[N, 1176]` and `[1, grid_h, grid_w]`.
@@ -330,7 +415,7 @@ pub fn preprocess_image(img: &RgbImage, cfg: &ImageProcessorConfig) -> Result<(V
     let order = PassOrder::pillow(img.width() as usize, img.height() as usize, w, h);
     let resized = resize_bicubic(img, w, h, order, Arithmetic::Pillow);
     // One image is one temporal slice, repeated over the temporal patch.
-    Ok(patchify(&[&resized, &resized]))
+    Ok(patchify(&[&resized, &resized], Arithmetic::Pillow))
 }
 
 #[cfg(test)]
@@ -383,7 +468,7 @@ mod tests {
         for (x, _, p) in img.enumerate_pixels_mut() {
             p.0 = [(x * 4) as u8, 0, 0];
         }
-        let (px, grid) = patchify(&[&img, &img]);
+        let (px, grid) = patchify(&[&img, &img], Arithmetic::Pillow);
         assert_eq!(grid, [1, 2, 4]);
         assert_eq!(px.len(), 8 * 1176);
         // Row 1 is the second patch of the first 2x2 block: columns 14..28.

@@ -2,7 +2,8 @@
 //! model-ready features made from them.
 //!
 //! Errors carry the file and the reason ([`MediaError`]), so that a dataset run can report a bad
-//! item and skip it.
+//! item and skip it. The third-party decoders run behind `guarded`: some of them assert on
+//! malformed data, and such a panic becomes that file's error.
 
 pub mod audio;
 pub mod image;
@@ -32,3 +33,16 @@ impl std::fmt::Display for MediaError {
 }
 
 impl std::error::Error for MediaError {}
+
+/// Runs a decoder on `path`; a panic inside it (a third-party decoder's assertion on malformed
+/// data) becomes an error naming the file instead of ending the program.
+pub(crate) fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T, MediaError>) -> Result<T, MediaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(MediaError::new(path, format!("the decoder failed on malformed data ({what})")))
+    })
+}

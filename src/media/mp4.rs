@@ -8,7 +8,8 @@
 //! `n = frames / source_fps * fps`, clamped to `[min_frames, max_frames]` and to the frame count,
 //! rounded down to an even number, spread evenly over the source frames; the rate the video
 //! processor is then given is `n / frames * source_fps`. Only the chosen frames are converted to
-//! RGB, and decoding stops after the last one.
+//! RGB, each is handed to a caller's function as it is decoded (the processor resizes it there, so
+//! that no more than one full-size frame is kept at a time), and decoding stops after the last one.
 //!
 //! Before demuxing, the top-level boxes are walked, so that a file that is not an MP4, or one cut
 //! short, is named as such rather than as a decoding failure.
@@ -96,27 +97,39 @@ pub fn plan_frames(total: usize, src_fps: f64, s: &FrameSampling) -> Vec<usize> 
 
 /// Reads an MP4's video track description and counts its frames (no decoding).
 pub fn probe_mp4(path: &Path) -> Result<Mp4VideoInfo, MediaError> {
-    let demux = Demuxed::open(path)?;
-    Ok(demux.info)
+    super::guarded(path, || Ok(Demuxed::open(path)?.info))
 }
 
-/// Decodes the frames `sampling` picks from an MP4's H.264 video track.
+/// What is done to each chosen frame as it is decoded (a resize, say); an error stops decoding.
+pub type FrameFit<'a> = &'a mut dyn FnMut(RgbImage) -> Result<RgbImage, String>;
+
+/// Decodes the frames `sampling` picks from an MP4's H.264 video track, at full size.
 pub fn load_mp4(path: &Path, sampling: &FrameSampling) -> Result<Mp4Video, MediaError> {
-    let demux = Demuxed::open(path)?;
-    let info = demux.info.clone();
-    let indices = plan_frames(info.frames, info.fps, sampling);
-    let (frames, decode_errors) = demux.decode(&indices)?;
-    let sample_fps = (indices.len() as f64 / info.frames as f64 * info.fps) as f32;
-    Ok(Mp4Video { frames, indices, sample_fps, info, decode_errors })
+    load_mp4_with(path, sampling, &mut |frame| Ok(frame))
+}
+
+/// Decodes the frames `sampling` picks from an MP4's H.264 video track, passing each through
+/// `fit` as it is decoded: only what `fit` returns is kept.
+pub fn load_mp4_with(path: &Path, sampling: &FrameSampling, fit: FrameFit) -> Result<Mp4Video, MediaError> {
+    super::guarded(path, || {
+        let demux = Demuxed::open(path)?;
+        let info = demux.info.clone();
+        let indices = plan_frames(info.frames, info.fps, sampling);
+        let (frames, decode_errors) = demux.decode(&indices, fit)?;
+        let sample_fps = (indices.len() as f64 / info.frames as f64 * info.fps) as f32;
+        Ok(Mp4Video { frames, indices, sample_fps, info, decode_errors })
+    })
 }
 
 /// Decodes every frame of an MP4's H.264 video track.
 pub fn load_mp4_all_frames(path: &Path) -> Result<Mp4Video, MediaError> {
-    let demux = Demuxed::open(path)?;
-    let info = demux.info.clone();
-    let indices: Vec<usize> = (0..info.frames).collect();
-    let (frames, decode_errors) = demux.decode(&indices)?;
-    Ok(Mp4Video { frames, indices, sample_fps: info.fps as f32, info, decode_errors })
+    super::guarded(path, || {
+        let demux = Demuxed::open(path)?;
+        let info = demux.info.clone();
+        let indices: Vec<usize> = (0..info.frames).collect();
+        let (frames, decode_errors) = demux.decode(&indices, &mut |frame| Ok(frame))?;
+        Ok(Mp4Video { frames, indices, sample_fps: info.fps as f32, info, decode_errors })
+    })
 }
 
 /// An MP4 whose boxes were checked and whose H.264 track was found and timed.
@@ -199,15 +212,17 @@ impl<'a> Demuxed<'a> {
         Ok(Self { path, track_id, avc, info })
     }
 
-    /// Decodes the track, keeping the frames at `indices` (ascending source frame numbers).
-    fn decode(&self, indices: &[usize]) -> Result<(Vec<RgbImage>, usize), MediaError> {
+    /// Decodes the track, keeping the frames at `indices` (ascending source frame numbers), each
+    /// passed through `fit`.
+    fn decode(&self, indices: &[usize], fit: FrameFit) -> Result<(Vec<RgbImage>, usize), MediaError> {
         let path = self.path;
         let err = |reason: String| MediaError::new(path, reason);
         let mut reader = open_reader(path)?;
         let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
         let mut decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| err(format!("cannot start the H.264 decoder: {e}")))?;
-        let mut picker = FramePicker { indices, next: 0, produced: 0, frames: Vec::with_capacity(indices.len()) };
+        let mut picker =
+            FramePicker { indices, next: 0, produced: 0, frames: Vec::with_capacity(indices.len()), fit, fit_error: None };
         let mut unit = Vec::new();
         for nal in self.avc.sps.iter().chain(&self.avc.pps) {
             unit.extend_from_slice(&[0, 0, 0, 1]);
@@ -249,7 +264,10 @@ impl<'a> Demuxed<'a> {
                 }
             }
         }
-        let FramePicker { mut frames, produced, .. } = picker;
+        let FramePicker { mut frames, produced, fit_error, .. } = picker;
+        if let Some(reason) = fit_error {
+            return Err(err(reason));
+        }
         let Some(last) = frames.last().cloned() else {
             let why = match first_error {
                 Some(e) => format!("no frame of the H.264 track could be decoded ({errors} samples rejected; {e})"),
@@ -277,29 +295,40 @@ fn h264_error(e: &openh264::Error) -> String {
     e.to_string().replace(" User Message:None.", "").replace(" Backtraces enabled.", "").trim().to_string()
 }
 
-/// Keeps the decoder's output frames whose numbers are wanted, converting only those to RGB.
-struct FramePicker<'i> {
+/// Keeps the decoder's output frames whose numbers are wanted, converting only those to RGB and
+/// passing them through `fit`.
+struct FramePicker<'i, 'f> {
     indices: &'i [usize],
     next: usize,
     produced: usize,
     frames: Vec<RgbImage>,
+    fit: FrameFit<'f>,
+    /// Why `fit` refused a frame (decoding stops there).
+    fit_error: Option<String>,
 }
 
-impl FramePicker<'_> {
+impl FramePicker<'_, '_> {
     fn done(&self) -> bool {
-        self.next >= self.indices.len()
+        self.next >= self.indices.len() || self.fit_error.is_some()
     }
 
     fn take(&mut self, yuv: &DecodedYUV<'_>) {
         let n = self.produced;
         self.produced += 1;
-        if self.indices.get(self.next) != Some(&n) {
+        if self.done() || self.indices.get(self.next) != Some(&n) {
             return;
         }
         let (w, h) = yuv.dimensions();
         let mut rgb = vec![0u8; w * h * 3];
         yuv.write_rgb8(&mut rgb);
         let Some(img) = RgbImage::from_raw(w as u32, h as u32, rgb) else { return };
+        let img = match (self.fit)(img) {
+            Ok(img) => img,
+            Err(reason) => {
+                self.fit_error = Some(format!("frame {n}: {reason}"));
+                return;
+            }
+        };
         while self.indices.get(self.next) == Some(&n) {
             self.frames.push(img.clone());
             self.next += 1;

@@ -2,14 +2,18 @@
 //!
 //! Frames (already sampled at `fps`) are resized like the video processor does (antialiased
 //! bicubic on 8-bit frames, width pass then height pass) to a `smart_resize` size within the
-//! video pixel limits; an odd frame count repeats the last frame; pairs of frames make one
-//! temporal patch. `second_per_grid = 2 / fps`. A folder of frame images is read in name order.
+//! video pixel limits; rescaling and normalisation are fused as in its torchvision back-end; an
+//! odd frame count repeats the last frame; pairs of frames make one temporal patch.
+//! `second_per_grid = 2 / fps`. A folder of frame images is read in name order. Frames can be
+//! resized one by one as they are loaded ([`resize_frame`], [`patchify_resized_frames`]), so that
+//! a long video never holds more than one full-size frame.
 
-use super::image::{load_image, patchify, resize_bicubic, smart_resize, Arithmetic, PassOrder, TEMPORAL_PATCH};
+use super::image::{load_image, patchify, resize_bicubic, smart_resize, Arithmetic, PassOrder, FACTOR, TEMPORAL_PATCH};
+use super::mp4::FrameFit;
 use super::MediaError;
 use crate::omni::thinker::VisualFeatures;
 use image::RgbImage;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Pixel limits of the video processor (`shortest_edge` / `longest_edge` in
 /// preprocessor_config.json; defaults 128*28*28 and 768*28*28).
@@ -27,30 +31,61 @@ impl Default for VideoProcessorConfig {
 
 /// Reads the video limits from a (video_)preprocessor_config.json: `video_min_pixels` /
 /// `video_max_pixels`, else `size.shortest_edge` / `size.longest_edge` (transformers 5's
-/// video processor fields); defaults where the file or the fields are missing.
+/// video processor fields); defaults where the file or the fields are missing. A field that is
+/// there must be an integer, and the limits must satisfy `min <= max <=` 64 megapixels.
 pub fn video_config_from_file(path: &Path) -> anyhow::Result<VideoProcessorConfig> {
+    use super::image::{check_pixel_limits, pixel_field, read_config_json};
     let mut cfg = VideoProcessorConfig::default();
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(cfg) };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not valid JSON (line {}): {e}", path.display(), e.line()))?;
-    let get = |keys: &[&str]| -> Option<usize> {
-        let mut cur = &v;
-        for k in keys {
-            cur = cur.get(k)?;
-        }
-        cur.as_u64().map(|x| x as usize)
+    let Some(v) = read_config_json(path)? else { return Ok(cfg) };
+    let field = |own: &str, size: &str| -> anyhow::Result<Option<usize>> {
+        Ok(match pixel_field(&v, &[own], path)? {
+            Some(m) => Some(m),
+            None => pixel_field(&v, &["size", size], path)?,
+        })
     };
-    if let Some(m) = get(&["video_min_pixels"]).or_else(|| get(&["size", "shortest_edge"])) {
+    if let Some(m) = field("video_min_pixels", "shortest_edge")? {
         cfg.min_pixels = m;
     }
-    if let Some(m) = get(&["video_max_pixels"]).or_else(|| get(&["size", "longest_edge"])) {
+    if let Some(m) = field("video_max_pixels", "longest_edge")? {
         cfg.max_pixels = m;
     }
+    check_pixel_limits(cfg.min_pixels, cfg.max_pixels, path)?;
     Ok(cfg)
+}
+
+/// One frame resized as the video processor resizes it (to the `smart_resize` size of its own
+/// dimensions within the video pixel limits).
+pub fn resize_frame(frame: &RgbImage, cfg: &VideoProcessorConfig) -> Result<RgbImage, String> {
+    let (w0, h0) = frame.dimensions();
+    let (h, w) = smart_resize(h0 as usize, w0 as usize, cfg.min_pixels, cfg.max_pixels)?;
+    Ok(resize_bicubic(frame, w, h, PassOrder::WidthFirst, Arithmetic::Torch))
 }
 
 /// Patches of sampled frames (all of one size) at `fps`.
 pub fn preprocess_frames(frames: &[RgbImage], cfg: &VideoProcessorConfig, fps: f32) -> Result<VisualFeatures, String> {
+    check_frames(frames, fps)?;
+    let resized = frames.iter().map(|f| resize_frame(f, cfg)).collect::<Result<Vec<_>, _>>()?;
+    patchify_resized_frames(&resized, fps)
+}
+
+/// Patches of sampled frames already resized by [`resize_frame`] (all of one size) at `fps`.
+pub fn patchify_resized_frames(frames: &[RgbImage], fps: f32) -> Result<VisualFeatures, String> {
+    check_frames(frames, fps)?;
+    let (w, h) = frames[0].dimensions();
+    if w as usize % FACTOR != 0 || h as usize % FACTOR != 0 {
+        return Err(format!("the frames are {w}x{h}, not resized to multiples of {FACTOR}"));
+    }
+    // An odd count repeats the last frame.
+    let mut refs: Vec<&RgbImage> = frames.iter().collect();
+    while refs.len() % TEMPORAL_PATCH != 0 {
+        refs.push(&frames[frames.len() - 1]);
+    }
+    let (pixel_values, grid) = patchify(&refs, Arithmetic::Torch);
+    Ok(VisualFeatures { pixel_values, grid, second_per_grid: TEMPORAL_PATCH as f32 / fps })
+}
+
+/// Frames that can make a video: at least one, all of one size, at a positive rate.
+fn check_frames(frames: &[RgbImage], fps: f32) -> Result<(), String> {
     let first = frames.first().ok_or("the video has no frames")?;
     let (w0, h0) = first.dimensions();
     if let Some(i) = frames.iter().position(|f| f.dimensions() != (w0, h0)) {
@@ -60,20 +95,17 @@ pub fn preprocess_frames(frames: &[RgbImage], cfg: &VideoProcessorConfig, fps: f
     if !(fps > 0.0 && fps.is_finite()) {
         return Err(format!("fps must be positive (got {fps})"));
     }
-    let (h, w) = smart_resize(h0 as usize, w0 as usize, cfg.min_pixels, cfg.max_pixels)?;
-    let mut resized: Vec<RgbImage> = frames.iter().map(|f| resize_bicubic(f, w, h, PassOrder::WidthFirst, Arithmetic::Torch)).collect();
-    while resized.len() % TEMPORAL_PATCH != 0 {
-        let last = resized[resized.len() - 1].clone();
-        resized.push(last);
-    }
-    let refs: Vec<&RgbImage> = resized.iter().collect();
-    let (pixel_values, grid) = patchify(&refs);
-    Ok(VisualFeatures { pixel_values, grid, second_per_grid: TEMPORAL_PATCH as f32 / fps })
+    Ok(())
 }
 
-/// The frames of a folder of images (PNG, JPEG, WebP), in file-name order.
+/// The frames of a folder of images (PNG, JPEG, WebP, GIF), in file-name order, at full size.
 pub fn load_frame_folder(dir: &Path) -> Result<Vec<RgbImage>, MediaError> {
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+    load_frames(&frame_folder_paths(dir)?, &mut |frame| Ok(frame))
+}
+
+/// The frame images of a folder (PNG, JPEG, WebP, GIF), in file-name order.
+pub fn frame_folder_paths(dir: &Path) -> Result<Vec<PathBuf>, MediaError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| MediaError::new(dir, format!("cannot read frame folder: {e}")))?
         .flatten()
         .map(|e| e.path())
@@ -88,14 +120,25 @@ pub fn load_frame_folder(dir: &Path) -> Result<Vec<RgbImage>, MediaError> {
     if paths.is_empty() {
         return Err(MediaError::new(dir, "the frame folder holds no images (png, jpg, webp, gif)"));
     }
-    let frames = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
-    let (w0, h0) = frames[0].dimensions();
-    if let Some(i) = frames.iter().position(|f| f.dimensions() != (w0, h0)) {
-        let (w, h) = frames[i].dimensions();
-        return Err(MediaError::new(
-            &paths[i],
-            format!("this frame is {w}x{h} but {} is {w0}x{h0}; all frames must have one size", paths[0].display()),
-        ));
+    Ok(paths)
+}
+
+/// Loads frame images (which must all have one size), passing each through `fit` as it is
+/// loaded: only what `fit` returns is kept.
+pub fn load_frames(paths: &[PathBuf], fit: FrameFit) -> Result<Vec<RgbImage>, MediaError> {
+    let mut frames = Vec::with_capacity(paths.len());
+    let mut first_size = None;
+    for path in paths {
+        let frame = load_image(path)?;
+        let (w, h) = frame.dimensions();
+        let (w0, h0) = *first_size.get_or_insert((w, h));
+        if (w, h) != (w0, h0) {
+            return Err(MediaError::new(
+                path,
+                format!("this frame is {w}x{h} but {} is {w0}x{h0}; all frames must have one size", paths[0].display()),
+            ));
+        }
+        frames.push(fit(frame).map_err(|reason| MediaError::new(path, reason))?);
     }
     Ok(frames)
 }

@@ -99,7 +99,8 @@ impl EncoderLayer {
 pub struct AudioTower {
     conv1: Conv1d,
     conv2: Conv1d,
-    /// Sinusoidal table [max_source_positions, D]: sines then cosines.
+    /// Sinusoidal table [n_window, D] (the first rows of the [max_source_positions, D] one):
+    /// sines then cosines.
     positions: Tensor,
     layers: Vec<EncoderLayer>,
     ln_post: LayerNorm,
@@ -127,7 +128,9 @@ impl AudioTower {
         Ok(Self {
             conv1: Conv1d::load(cfg.num_mel_bins, d, 3, 1, 1, vb.pp("conv1"))?,
             conv2: Conv1d::load(d, d, 3, 1, 2, vb.pp("conv2"))?,
-            positions: sinusoids(cfg.max_source_positions, d, vb.device())?.to_dtype(vb.dtype())?,
+            // A chunk uses its first n_window positions only (the config checks n_window <=
+            // max_source_positions): the rest of the table is never read.
+            positions: sinusoids(cfg.n_window, d, vb.device())?.to_dtype(vb.dtype())?,
             layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::load(cfg, vb.pp("layers").pp(i)))
                 .collect::<Result<Vec<_>>>()?,

@@ -4,7 +4,10 @@
 //! `thinker_config` is what matters here; talker and token2wav settings are ignored) and a
 //! thinker-only config (`model_type: qwen2_5_omni_thinker`). Rotary settings come either from
 //! transformers 5's `rope_parameters` or from the older top-level `rope_theta` plus
-//! `rope_scaling.mrope_section`. Errors name the file and the field at fault.
+//! `rope_scaling.mrope_section`. Errors name the file and the field at fault. Every size that is
+//! used as a divisor, a loop step or a table size is checked (positive, dividing what it must
+//! divide, consistent with the other towers and with the patches ttrav's processors make), so
+//! that a bad config is an error here rather than a division by zero or an endless loop later.
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -242,9 +245,17 @@ impl ThinkerConfig {
     fn resolve(raw: RawThinker, prefix: &str) -> Result<Self> {
         let t = raw.text_config;
         let field = |name: &str| format!("{prefix}text_config.{name}");
-        if t.num_attention_heads == 0 {
-            bail!("field `{}` must be positive", field("num_attention_heads"));
+        for (name, value) in [
+            ("vocab_size", t.vocab_size),
+            ("hidden_size", t.hidden_size),
+            ("intermediate_size", t.intermediate_size),
+            ("num_hidden_layers", t.num_hidden_layers),
+            ("num_attention_heads", t.num_attention_heads),
+            ("max_position_embeddings", t.max_position_embeddings),
+        ] {
+            positive(&field(name), value)?;
         }
+        positive_finite(&field("rms_norm_eps"), t.rms_norm_eps)?;
         let num_key_value_heads = t.num_key_value_heads.unwrap_or(t.num_attention_heads);
         if num_key_value_heads == 0 || t.num_attention_heads % num_key_value_heads != 0 {
             bail!(
@@ -268,7 +279,7 @@ impl ThinkerConfig {
             }
         };
         if head_dim % 2 != 0 || head_dim == 0 {
-            bail!("head dimension {head_dim} must be even and positive");
+            bail!("field `{}`: the head dimension {head_dim} must be even and positive", field("head_dim"));
         }
         if let Some(act) = &t.hidden_act {
             if act != "silu" {
@@ -296,7 +307,15 @@ impl ThinkerConfig {
                 field("rope_scaling.mrope_section")
             )
         })?;
-        if mrope_section.iter().sum::<usize>() != head_dim / 2 {
+        positive_finite(&field("rope_theta"), rope_theta)?;
+        if mrope_section.len() != 3 {
+            bail!(
+                "field `{}` {:?} must have 3 entries (temporal, height, width)",
+                field("mrope_section"),
+                mrope_section
+            );
+        }
+        if mrope_section.iter().try_fold(0usize, |a, &x| a.checked_add(x)) != Some(head_dim / 2) {
             bail!(
                 "field `{}` {:?} must sum to head_dim / 2 = {}",
                 field("mrope_section"),
@@ -317,6 +336,14 @@ impl ThinkerConfig {
             mrope_section,
             max_position_embeddings: t.max_position_embeddings,
         };
+        if let Some(audio) = &raw.audio_config {
+            check_audio(audio, &format!("{prefix}audio_config."), text.hidden_size)?;
+        }
+        if let Some(vision) = &raw.vision_config {
+            check_vision(vision, &format!("{prefix}vision_config."), text.hidden_size)?;
+        }
+        positive_finite(&format!("{prefix}position_id_per_seconds"), raw.position_id_per_seconds)?;
+        positive_finite(&format!("{prefix}seconds_per_chunk"), raw.seconds_per_chunk)?;
         Ok(Self {
             text,
             audio: raw.audio_config,
@@ -336,6 +363,112 @@ impl ThinkerConfig {
             weight_prefix: "thinker.".to_string(),
         })
     }
+}
+
+fn positive(field: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("field `{field}` is 0; it must be positive");
+    }
+    Ok(())
+}
+
+fn positive_finite(field: &str, value: f64) -> Result<()> {
+    if !(value > 0.0 && value.is_finite()) {
+        bail!("field `{field}` is {value}; it must be a positive finite number");
+    }
+    Ok(())
+}
+
+fn must_equal(field: &str, value: usize, want: usize, why: &str) -> Result<()> {
+    if value != want {
+        bail!("field `{field}` is {value}; it must be {want} ({why})");
+    }
+    Ok(())
+}
+
+/// The audio tower's sizes: every divisor, loop step and table size usable.
+fn check_audio(a: &AudioConfig, prefix: &str, text_hidden: usize) -> Result<()> {
+    let field = |name: &str| format!("{prefix}{name}");
+    for (name, value) in [
+        ("d_model", a.d_model),
+        ("encoder_attention_heads", a.encoder_attention_heads),
+        ("encoder_ffn_dim", a.encoder_ffn_dim),
+        ("n_window", a.n_window),
+        ("output_dim", a.output_dim),
+    ] {
+        positive(&field(name), value)?;
+    }
+    must_equal(&field("num_mel_bins"), a.num_mel_bins, crate::media::mel::N_MELS, "ttrav's feature extractor makes 128 mel bins")?;
+    if a.d_model % a.encoder_attention_heads != 0 {
+        bail!(
+            "field `{}` ({}) is not a multiple of encoder_attention_heads ({})",
+            field("d_model"),
+            a.d_model,
+            a.encoder_attention_heads
+        );
+    }
+    if a.d_model % 2 != 0 || a.d_model < 4 {
+        bail!("field `{}` is {}; the sinusoidal positions need an even size of at least 4", field("d_model"), a.d_model);
+    }
+    // A chunk is 2 * n_window mel frames: longer than the 300 s window's frames is meaningless.
+    let max_window = crate::media::mel::N_SAMPLES / crate::media::mel::HOP / 2;
+    if a.n_window > max_window {
+        bail!(
+            "field `{}` is {}; a chunk of 2 x n_window mel frames cannot be longer than the 300 s window (n_window <= {max_window})",
+            field("n_window"),
+            a.n_window
+        );
+    }
+    // A chunk of 2 * n_window mel frames leaves n_window positions after the stride-2 convolution.
+    if a.max_source_positions < a.n_window {
+        bail!(
+            "field `{}` ({}) is below n_window ({}): a chunk's positions would run past the table",
+            field("max_source_positions"),
+            a.max_source_positions,
+            a.n_window
+        );
+    }
+    must_equal(&field("output_dim"), a.output_dim, text_hidden, "the audio tokens enter the text decoder, text_config.hidden_size")
+}
+
+/// The vision tower's sizes: every divisor, loop step and window size usable, and the patch
+/// layout the image processor makes.
+fn check_vision(v: &VisionConfig, prefix: &str, text_hidden: usize) -> Result<()> {
+    use crate::media::image::{MERGE, PATCH, TEMPORAL_PATCH};
+    let field = |name: &str| format!("{prefix}{name}");
+    for (name, value) in [
+        ("hidden_size", v.hidden_size),
+        ("num_heads", v.num_heads),
+        ("intermediate_size", v.intermediate_size),
+        ("out_hidden_size", v.out_hidden_size),
+    ] {
+        positive(&field(name), value)?;
+    }
+    let layout = "the size of the patches ttrav's image and video processors make";
+    must_equal(&field("patch_size"), v.patch_size, PATCH, layout)?;
+    must_equal(&field("temporal_patch_size"), v.temporal_patch_size, TEMPORAL_PATCH, layout)?;
+    must_equal(&field("spatial_merge_size"), v.spatial_merge_size, MERGE, layout)?;
+    must_equal(&field("in_channels"), v.in_channels, 3, "RGB")?;
+    if v.hidden_size % v.num_heads != 0 || (v.hidden_size / v.num_heads) % 4 != 0 {
+        bail!(
+            "field `{}` ({}) divided by num_heads ({}) must give a head size that is a multiple of 4 (2-D rotary)",
+            field("hidden_size"),
+            v.hidden_size,
+            v.num_heads
+        );
+    }
+    let unit = v.patch_size * v.spatial_merge_size;
+    if v.window_size < unit || v.window_size % unit != 0 {
+        bail!(
+            "field `{}` is {}; it must be a positive multiple of patch_size x spatial_merge_size = {unit}",
+            field("window_size"),
+            v.window_size
+        );
+    }
+    if let Some(&i) = v.fullatt_block_indexes.iter().find(|&&i| i >= v.depth) {
+        bail!("field `{}` names block {i}, but the tower has {} (depth)", field("fullatt_block_indexes"), v.depth);
+    }
+    must_equal(&field("out_hidden_size"), v.out_hidden_size, text_hidden, "the visual tokens enter the text decoder, text_config.hidden_size")
 }
 
 #[cfg(test)]
@@ -384,6 +517,74 @@ mod tests {
         let full = format!(r#"{{"model_type": "qwen2_5_omni", "thinker_config": {inner}, "talker_config": {{}}}}"#);
         let c = ThinkerConfig::from_json_str(&full).unwrap();
         assert_eq!(c.text.num_hidden_layers, 2);
+    }
+
+    /// A thinker config with audio and vision towers (the fixtures' sizes), with `edit` applied.
+    fn towers_json(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v = serde_json::json!({
+            "model_type": "qwen2_5_omni_thinker",
+            "text_config": {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 10.0,
+                "rope_scaling": {"mrope_section": [1, 1, 2]}},
+            "audio_config": {"d_model": 16, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 32,
+                "n_window": 8, "output_dim": 32},
+            "vision_config": {"depth": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32,
+                "out_hidden_size": 32, "fullatt_block_indexes": [1]},
+        });
+        edit(&mut v);
+        v.to_string()
+    }
+
+    #[test]
+    fn zero_and_inconsistent_sizes_name_the_field() {
+        assert!(ThinkerConfig::from_json_str(&towers_json(|_| {})).is_ok());
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("/text_config/vocab_size", 0.into(), "text_config.vocab_size"),
+            ("/text_config/hidden_size", 0.into(), "text_config.hidden_size"),
+            ("/text_config/num_hidden_layers", 0.into(), "text_config.num_hidden_layers"),
+            ("/text_config/num_attention_heads", 0.into(), "text_config.num_attention_heads"),
+            ("/text_config/num_key_value_heads", 0.into(), "text_config.num_key_value_heads"),
+            ("/text_config/num_key_value_heads", 3.into(), "text_config.num_key_value_heads"),
+            ("/text_config/hidden_size", 30.into(), "text_config.hidden_size"),
+            ("/text_config/rope_theta", 0.0.into(), "text_config.rope_theta"),
+            ("/text_config/rms_norm_eps", (-1.0).into(), "text_config.rms_norm_eps"),
+            ("/text_config/rope_scaling/mrope_section", serde_json::json!([4]), "text_config.mrope_section"),
+            ("/text_config/rope_scaling/mrope_section", serde_json::json!([usize::MAX, 2, 1]), "text_config.mrope_section"),
+            ("/audio_config/n_window", 0.into(), "audio_config.n_window"),
+            ("/audio_config/n_window", 15001.into(), "audio_config.n_window"),
+            ("/audio_config/encoder_attention_heads", 0.into(), "audio_config.encoder_attention_heads"),
+            ("/audio_config/encoder_attention_heads", 3.into(), "audio_config.d_model"),
+            ("/audio_config/d_model", 2.into(), "audio_config.d_model"),
+            ("/audio_config/num_mel_bins", 80.into(), "audio_config.num_mel_bins"),
+            ("/audio_config/max_source_positions", 4.into(), "audio_config.max_source_positions"),
+            ("/audio_config/output_dim", 16.into(), "audio_config.output_dim"),
+            ("/vision_config/num_heads", 0.into(), "vision_config.num_heads"),
+            ("/vision_config/num_heads", 8.into(), "vision_config.hidden_size"),
+            ("/vision_config/window_size", 0.into(), "vision_config.window_size"),
+            ("/vision_config/window_size", 27.into(), "vision_config.window_size"),
+            ("/vision_config/window_size", 100.into(), "vision_config.window_size"),
+            ("/vision_config/patch_size", 0.into(), "vision_config.patch_size"),
+            ("/vision_config/patch_size", 16.into(), "vision_config.patch_size"),
+            ("/vision_config/spatial_merge_size", 0.into(), "vision_config.spatial_merge_size"),
+            ("/vision_config/temporal_patch_size", 1.into(), "vision_config.temporal_patch_size"),
+            ("/vision_config/fullatt_block_indexes", serde_json::json!([2]), "vision_config.fullatt_block_indexes"),
+            ("/vision_config/out_hidden_size", 16.into(), "vision_config.out_hidden_size"),
+            ("/position_id_per_seconds", 0.0.into(), "position_id_per_seconds"),
+            ("/seconds_per_chunk", (-2.0).into(), "seconds_per_chunk"),
+        ];
+        for (pointer, value, field) in cases {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let json = towers_json(|v| v.pointer_mut(parent).unwrap_or_else(|| panic!("{pointer}"))[key] = value.clone());
+            let e = format!("{:#}", ThinkerConfig::from_json_str(&json).expect_err(pointer));
+            assert!(e.contains(&format!("`{field}`")), "{pointer} = {value}: {e}");
+        }
+        // The full layout names the nested field.
+        let full = format!(
+            r#"{{"model_type": "qwen2_5_omni", "thinker_config": {}}}"#,
+            towers_json(|v| v["audio_config"]["n_window"] = 0.into())
+        );
+        let e = format!("{:#}", ThinkerConfig::from_json_str(&full).unwrap_err());
+        assert!(e.contains("`thinker_config.audio_config.n_window`"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Generation: N continuations of each prompt from one shared prefill.
 //!
-//! The prompt batch is prefilled once, its state forked N ways, and all B*N sequences decoded
-//! together, one token per step, until each stops (`<|im_end|>`, end of text, or the token
-//! budget). Finished sequences leave the batch so that the rest decode at full speed.
+//! The prompt batch is prefilled once, its state forked N ways (the N continuations of a prompt
+//! read its key/value cache from one copy), and all B*N sequences decoded together, one token
+//! per step, until each stops (`<|im_end|>`, end of text, or the token budget). Each step samples
+//! every row where the logits are ([`sample_rows`]: only the ids and their log-probabilities come
+//! to the host). Finished sequences leave the batch so that the rest decode at full speed.
 
 use crate::omni::thinker::{PrefillOptions, PromptBatch, PromptState, Thinker};
-use crate::sampling::{choose, Rng, Sampling};
+use crate::sampling::{sample_rows, NonFiniteLogits, Rng, Sampling};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
@@ -31,7 +33,8 @@ pub enum FinishReason {
 pub struct Sample {
     /// Generated ids, including the stop token when there is one.
     pub token_ids: Vec<u32>,
-    /// Log-probability of each generated token under the sampling distribution.
+    /// Log-probability of each generated token under `softmax(logits / temperature)`, the whole
+    /// distribution before top-k / top-p (`softmax(logits)` for greedy): the PPO old log-probs.
     pub logprobs: Vec<f32>,
     pub finish_reason: FinishReason,
 }
@@ -62,13 +65,23 @@ pub fn decode(thinker: &Thinker, mut state: PromptState, cfg: &GenerationConfig,
         .collect();
     // `active[i]` is the sample that row i of `state` produces.
     let mut active: Vec<usize> = (0..total).collect();
+    state.reserve(cfg.max_new_tokens.saturating_sub(1));
     for step in 0..cfg.max_new_tokens {
-        let logits: Vec<Vec<f32>> = state.next_logits.to_vec2()?;
+        let choices = sample_rows(&state.next_logits, cfg.sampling, rng).map_err(|e| match e.downcast_ref::<NonFiniteLogits>() {
+            Some(bad) => anyhow::anyhow!(
+                "sampling new token {} of sequence {} (batch row {}): the logits are not finite (token {} has {}): \
+                 the model or its weights are broken",
+                step + 1,
+                active[bad.row],
+                bad.row,
+                bad.token,
+                bad.value
+            ),
+            None => e.context(format!("sampling new token {}", step + 1)),
+        })?;
         let mut next = Vec::with_capacity(active.len());
         let mut keep = Vec::with_capacity(active.len());
-        for (row, &s) in active.iter().enumerate() {
-            let choice = choose(&logits[row], cfg.sampling, rng)
-                .map_err(|e| anyhow::anyhow!("sampling new token {} of sequence {s} (batch row {row}): {e}", step + 1))?;
+        for (row, (&s, choice)) in active.iter().zip(choices).enumerate() {
             let sample = &mut samples[s];
             sample.token_ids.push(choice.token);
             sample.logprobs.push(choice.logprob);

@@ -39,6 +39,10 @@ pub struct VideoInput {
     pub frames: Vec<image::RgbImage>,
     pub fps: f32,
     pub audio: Option<Vec<f32>>,
+    /// Whether `frames` are already at the processor's video size ([`Processor::load_media`]
+    /// resizes each frame as it is decoded); raw frames (false) are resized when the prompt is
+    /// encoded.
+    pub resized: bool,
 }
 
 /// One chat message.
@@ -240,8 +244,12 @@ impl TextTokenizer {
     }
 
     pub fn from_file(file: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(file)
-            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
+        // The tokenizers library panics on some malformed files (an `expect` in its decoder
+        // deserialisation): that is this file's error, not the program's end.
+        let loaded = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_file(file)).map_err(|_| {
+            anyhow::anyhow!("cannot load tokenizer {}: the tokenizers library failed on its content (malformed JSON)", file.display())
+        })?;
+        let inner = loaded.map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", file.display()))?;
         let mut t = Self { inner, file: file.to_path_buf(), im_end: 0, end_of_text: 0 };
         t.im_end = t.special_id(IM_END)?;
         t.end_of_text = t.special_id(END_OF_TEXT)?;
@@ -355,14 +363,15 @@ impl Processor {
                     )
                     .into());
                 }
-                let frames = crate::media::video::load_frame_folder(path)?;
-                let frames: Vec<_> = if frames.len() > self.max_frames {
-                    let idx = crate::media::video::sample_indices(frames.len(), self.fps, self.fps, 1, self.max_frames);
-                    idx.into_iter().map(|i| frames[i].clone()).collect()
+                let paths = crate::media::video::frame_folder_paths(path)?;
+                let paths: Vec<_> = if paths.len() > self.max_frames {
+                    let idx = crate::media::video::sample_indices(paths.len(), self.fps, self.fps, 1, self.max_frames);
+                    idx.into_iter().map(|i| paths[i].clone()).collect()
                 } else {
-                    frames
+                    paths
                 };
-                MediaInput::Video(VideoInput { frames, fps: self.fps, audio: None })
+                let frames = crate::media::video::load_frames(&paths, &mut |f| self.resize_video_frame(&f))?;
+                MediaInput::Video(VideoInput { frames, fps: self.fps, audio: None, resized: true })
             }
             ContentItem::Video(path) => {
                 let sampling = crate::media::mp4::FrameSampling {
@@ -370,7 +379,7 @@ impl Processor {
                     min_frames: self.min_frames,
                     max_frames: self.max_frames,
                 };
-                let video = crate::media::mp4::load_mp4(path, &sampling)?;
+                let video = crate::media::mp4::load_mp4_with(path, &sampling, &mut |f| self.resize_video_frame(&f))?;
                 let audio = if self.use_audio_in_video {
                     if !video.info.has_audio {
                         return Err(MediaError::new(
@@ -383,9 +392,23 @@ impl Processor {
                 } else {
                     None
                 };
-                MediaInput::Video(VideoInput { frames: video.frames, fps: video.sample_fps, audio })
+                MediaInput::Video(VideoInput { frames: video.frames, fps: video.sample_fps, audio, resized: true })
             }
         }))
+    }
+
+    /// One video frame at the size the video processor gives it.
+    fn resize_video_frame(&self, frame: &image::RgbImage) -> std::result::Result<image::RgbImage, String> {
+        crate::media::video::resize_frame(frame, &self.video)
+    }
+
+    /// The patches of a video's frames (resized here unless they already are).
+    fn video_features(&self, v: &VideoInput) -> std::result::Result<VisualFeatures, String> {
+        if v.resized {
+            crate::media::video::patchify_resized_frames(&v.frames, v.fps)
+        } else {
+            crate::media::video::preprocess_frames(&v.frames, &self.video, v.fps)
+        }
     }
 
     /// The prompt for a conversation whose media are already decoded: `media[k]` belongs to the
@@ -423,9 +446,8 @@ impl Processor {
                 }
                 (ContentItem::Video(path), MediaInput::Video(v)) => match (&v.audio, self.use_audio_in_video) {
                     (Some(samples), true) => {
-                        let (video, audio) = self
-                            .encode_video_with_audio(&v.frames, v.fps, samples)
-                            .map_err(|reason| MediaError::new(path, reason))?;
+                        let (video, audio) =
+                            self.encode_video_with_audio(&v, samples).map_err(|reason| MediaError::new(path, reason))?;
                         let ids = SpanIds {
                             video: video_id,
                             audio: audio_id,
@@ -440,8 +462,7 @@ impl Processor {
                         return Err(MediaError::new(path, "audio in video is on but this video has no sound track").into())
                     }
                     (_, false) => {
-                        let video = crate::media::video::preprocess_frames(&v.frames, &self.video, v.fps)
-                            .map_err(|reason| MediaError::new(path, reason))?;
+                        let video = self.video_features(&v).map_err(|reason| MediaError::new(path, reason))?;
                         video_spans.push(vec![video_id; video.token_count()]);
                         prompt.videos.push(video);
                     }
@@ -470,15 +491,14 @@ impl Processor {
         Ok(prompt)
     }
 
-    /// The features of a video and its sound track: the frames' patches at `fps`, and the log-mel
-    /// features of `samples` (mono, 16 kHz).
+    /// The features of a video and its sound track: the frames' patches at the video's rate, and
+    /// the log-mel features of `samples` (mono, 16 kHz).
     pub fn encode_video_with_audio(
         &self,
-        frames: &[image::RgbImage],
-        fps: f32,
+        video: &VideoInput,
         samples: &[f32],
     ) -> std::result::Result<(VisualFeatures, AudioFeatures), String> {
-        let video = crate::media::video::preprocess_frames(frames, &self.video, fps)?;
+        let video = self.video_features(video)?;
         let audio = AudioFeatures::from_waveform(samples, &self.mel);
         if audio.token_count() == 0 {
             return Err("the video's sound track is too short (under 40 ms)".into());

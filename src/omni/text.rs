@@ -2,8 +2,14 @@
 //!
 //! Token (or media) embeddings -> N x [RMSNorm -> grouped-query attention with q/k/v bias and
 //! mRoPE -> residual -> RMSNorm -> SwiGLU MLP -> residual] -> final RMSNorm -> lm_head.
-//! The model holds only weights; the key/value cache lives in [`KvCache`], owned by the caller,
-//! so that one prompt's cache can be forked into several continuations.
+//! The model holds only weights; the key/value cache lives in [`KvCache`], owned by the caller.
+//!
+//! Decoding ([`TextDecoder::forward_decode`]) reads a prompt's keys and values from one copy
+//! shared by all the sequences that continue it (cascade attention, as in Hydragen): the
+//! attention over the shared prompt runs for all the queries of a group in one matmul against its
+//! keys, the attention over each sequence's own tokens ([`SuffixCache`], written in place, no
+//! copy per step) separately, and the two are combined by their log-sum-exp. Grouped-query heads
+//! are handled by reshaping the queries, so keys and values are never repeated per head.
 
 use crate::nn::{repeat_kv, rotary, softmax_last, Linear, Pass, RmsNorm};
 use crate::omni::config::TextConfig;
@@ -48,6 +54,16 @@ impl KvCache {
         Ok(Self { layers })
     }
 
+    /// The keys and values of `layer`, `[B, kv_heads, len, head_dim]` each.
+    pub fn layer(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers.get(layer).and_then(|l| l.as_ref())
+    }
+
+    /// Bytes held by the cached keys and values.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum()
+    }
+
     fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let kv = match self.layers[layer].take() {
             None => (k, v),
@@ -56,6 +72,177 @@ impl KvCache {
         self.layers[layer] = Some(kv.clone());
         Ok(kv)
     }
+}
+
+fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
+}
+
+/// Each sequence's own keys and values after its (shared) prompt: per layer a `[B, kv_heads,
+/// capacity, head_dim]` buffer that new tokens are written into in place, so that a step copies
+/// only its own token. The first buffer holds what [`Self::reserve`] asked for (else 16
+/// positions); a full one is replaced by one twice its size. Cloning copies the buffers (a
+/// clone decodes on its own).
+#[derive(Debug, Default)]
+pub struct SuffixCache {
+    /// Per layer: key and value buffers, and how many positions they hold.
+    layers: Vec<Option<(Tensor, Tensor, usize)>>,
+    /// Positions the next allocation makes room for.
+    reserve: usize,
+}
+
+impl Clone for SuffixCache {
+    fn clone(&self) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.as_ref().and_then(|(k, v, len)| Some((k.copy().ok()?, v.copy().ok()?, *len))))
+            .collect();
+        Self { layers, reserve: self.reserve }
+    }
+}
+
+impl SuffixCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers], reserve: 0 }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(_, _, len)| *len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for `extra` more positions in one allocation (at the next append).
+    pub fn reserve(&mut self, extra: usize) {
+        self.reserve = self.reserve.max(self.len() + extra);
+    }
+
+    /// Bytes held by the buffers (their whole capacity).
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().map(|(k, v, _)| tensor_bytes(k) + tensor_bytes(v)).sum()
+    }
+
+    /// A cache whose sequence `i` is this cache's sequence `rows[i]`.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v, len)) => Ok(Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?, *len))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, reserve: self.reserve })
+    }
+
+    /// Writes one position (`k`, `v`: `[B, kv_heads, 1, head_dim]`) of `layer` and returns views
+    /// of everything the layer holds.
+    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, kv, _, hd) = k.dims4()?;
+        let (len, capacity) = match &self.layers[layer] {
+            Some((kb, _, len)) => (*len, kb.dim(2)?),
+            None => (0, 0),
+        };
+        if len == capacity {
+            let grown = if self.reserve > len { self.reserve } else { (2 * capacity).max(16) };
+            let kb = Tensor::zeros((b, kv, grown, hd), k.dtype(), k.device())?;
+            let vb = Tensor::zeros((b, kv, grown, hd), v.dtype(), v.device())?;
+            if let Some((old_k, old_v, _)) = &self.layers[layer] {
+                kb.slice_set(&old_k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                vb.slice_set(&old_v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            }
+            self.layers[layer] = Some((kb, vb, len));
+        }
+        let Some((kb, vb, len)) = self.layers[layer].as_mut() else { unreachable!("allocated above") };
+        kb.slice_set(&k.contiguous()?, 2, *len)?;
+        vb.slice_set(&v.contiguous()?, 2, *len)?;
+        *len += 1;
+        Ok((kb.narrow(2, 0, *len)?, vb.narrow(2, 0, *len)?))
+    }
+}
+
+/// Where each decoded sequence's query goes in the prefix attention: the queries of the
+/// sequences that continue prompt `p` fill slots `p * per_prompt ..` (padded with zero queries
+/// when prompts have different numbers of live sequences).
+#[derive(Debug, Clone)]
+pub struct GroupLayout {
+    prompts: usize,
+    per_prompt: usize,
+    /// For each slot, its sequence (or `rows`, the zero query); None when slot i is sequence i.
+    gather: Option<Tensor>,
+    /// For each sequence, its slot; None when sequence i is slot i.
+    scatter: Option<Tensor>,
+}
+
+impl GroupLayout {
+    /// The layout of sequences continuing `prompts` prompts, `groups[i]` being sequence i's.
+    pub fn new(groups: &[usize], prompts: usize, device: &candle_core::Device) -> Result<Self> {
+        let rows = groups.len();
+        let mut count = vec![0usize; prompts];
+        let mut slot_of = Vec::with_capacity(rows);
+        for &g in groups {
+            if g >= prompts {
+                candle_core::bail!("sequence continues prompt {g} of {prompts}");
+            }
+            slot_of.push((g, count[g]));
+            count[g] += 1;
+        }
+        let per_prompt = count.iter().copied().max().unwrap_or(0).max(1);
+        let slots: Vec<u32> = slot_of.iter().map(|&(g, j)| (g * per_prompt + j) as u32).collect();
+        let identity = rows == prompts * per_prompt && slots.iter().enumerate().all(|(i, &s)| s as usize == i);
+        if identity {
+            return Ok(Self { prompts, per_prompt, gather: None, scatter: None });
+        }
+        let mut gather = vec![rows as u32; prompts * per_prompt];
+        for (row, &s) in slots.iter().enumerate() {
+            gather[s as usize] = row as u32;
+        }
+        Ok(Self {
+            prompts,
+            per_prompt,
+            gather: Some(Tensor::from_vec(gather, prompts * per_prompt, device)?),
+            scatter: Some(Tensor::from_vec(slots, rows, device)?),
+        })
+    }
+
+    /// `[R, kv, g, d]` per sequence -> `[P, kv, per_prompt * g, d]` per prompt.
+    fn group(&self, xs: &Tensor) -> Result<Tensor> {
+        let (_, kv, g, d) = xs.dims4()?;
+        let xs = match &self.gather {
+            None => xs.clone(),
+            Some(idx) => Tensor::cat(&[xs, &xs.zeros_like()?.narrow(0, 0, 1)?], 0)?.index_select(idx, 0)?,
+        };
+        xs.reshape((self.prompts, self.per_prompt, kv, g, d))?
+            .transpose(1, 2)?
+            .reshape((self.prompts, kv, self.per_prompt * g, d))
+    }
+
+    /// The inverse of [`Self::group`]: `[P, kv, per_prompt * g, d]` -> `[R, kv, g, d]`.
+    fn ungroup(&self, xs: &Tensor, g: usize) -> Result<Tensor> {
+        let (_, kv, _, d) = xs.dims4()?;
+        let xs = xs
+            .reshape((self.prompts, kv, self.per_prompt, g, d))?
+            .transpose(1, 2)?
+            .reshape((self.prompts * self.per_prompt, kv, g, d))?;
+        match &self.scatter {
+            None => Ok(xs),
+            Some(idx) => xs.index_select(idx, 0),
+        }
+    }
+}
+
+/// Softmax numerator parts over the last axis of `scores`: `(exp(s - m) @ v, m, sum exp(s - m))`,
+/// with `m` the row maximum, in the scores' dtype.
+fn partial_attention(scores: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let m = scores.max_keepdim(candle_core::D::Minus1)?;
+    let e = scores.broadcast_sub(&m)?.exp()?;
+    let l = e.sum_keepdim(candle_core::D::Minus1)?;
+    let o = e.to_dtype(v.dtype())?.matmul(v)?.to_dtype(scores.dtype())?;
+    Ok((o, m, l))
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +304,60 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// One decode step (`xs`: `[R, 1, H]`) over the prompts' shared keys and values (`prefix`:
+    /// `[P, kv, Lp, hd]`, `prefix_mask`: additive `[P, 1, 1, Lp]`) and each sequence's own
+    /// (`suffix`, which receives this step's keys and values).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_decode(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        prefix: &(Tensor, Tensor),
+        prefix_mask: Option<&Tensor>,
+        suffix: &mut SuffixCache,
+        layer: usize,
+        layout: &GroupLayout,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let (r, l, _) = xs.dims3()?;
+        if l != 1 {
+            candle_core::bail!("decode takes one token per sequence, got {l}");
+        }
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let g = nh / nkv;
+        let q = self.q_proj.apply(xs, pass)?.reshape((r, 1, nh, hd))?.transpose(1, 2)?;
+        let k = self.k_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?.transpose(1, 2)?;
+        let v = self.v_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?.transpose(1, 2)?;
+        let q = rotary(&q, cos, sin, pass.differentiable)?.reshape((r, nkv, g, hd))?;
+        let k = rotary(&k, cos, sin, pass.differentiable)?;
+        let (ks, vs) = suffix.append(layer, &k, &v)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let acc = accumulation_dtype(v.dtype());
+        // The shared prompt: all the queries of a group against its keys at once.
+        let (kp, vp) = prefix;
+        let s1 = (layout.group(&q)?.matmul(&kp.t()?)? * scale)?.to_dtype(acc)?;
+        let s1 = match prefix_mask {
+            Some(m) => s1.broadcast_add(&m.to_dtype(acc)?)?,
+            None => s1,
+        };
+        let (o1, m1, l1) = partial_attention(&s1, vp)?;
+        let (o1, m1, l1) = (layout.ungroup(&o1, g)?, layout.ungroup(&m1, g)?, layout.ungroup(&l1, g)?);
+        // Each sequence's own tokens.
+        let s2 = (q.matmul(&ks.t()?)? * scale)?.to_dtype(acc)?;
+        let (o2, m2, l2) = partial_attention(&s2, &vs)?;
+        // softmax over both = (o1 e^(m1-m) + o2 e^(m2-m)) / (l1 e^(m1-m) + l2 e^(m2-m)).
+        let m = m1.maximum(&m2)?;
+        let a1 = (m1 - &m)?.exp()?;
+        let a2 = (m2 - &m)?.exp()?;
+        let num = (o1.broadcast_mul(&a1)? + o2.broadcast_mul(&a2)?)?;
+        let den = ((l1 * &a1)? + (l2 * &a2)?)?;
+        let out = num.broadcast_div(&den)?.to_dtype(v.dtype())?.reshape((r, 1, nh * hd))?;
+        self.o_proj.apply(&out, pass)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Mlp {
     gate_proj: Linear,
@@ -160,6 +401,14 @@ impl DecoderLayer {
             )?,
             mlp: Mlp::load(cfg, vb.pp("mlp"))?,
         })
+    }
+
+    /// The layer around its attention (`attend` maps the normed input to the attention output).
+    fn forward(&self, xs: &Tensor, pass: Pass, attend: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let attn = attend(&self.input_layernorm.apply(xs, pass.differentiable)?)?;
+        let xs1 = (xs + attn)?;
+        let mlp = self.mlp.forward(&self.post_attention_layernorm.apply(&xs1, pass.differentiable)?, pass)?;
+        xs1 + mlp
     }
 }
 
@@ -249,18 +498,43 @@ impl TextDecoder {
             if let Some(h) = hidden_states.as_deref_mut() {
                 h.push(xs.clone());
             }
-            let residual = &xs;
-            let normed = layer.input_layernorm.apply(&xs, pass.differentiable)?;
-            let attn = layer.self_attn.forward(&normed, cos, sin, mask, cache, i, pass)?;
-            let xs1 = (residual + attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.apply(&xs1, pass.differentiable)?, pass)?;
-            xs = (xs1 + mlp)?;
+            xs = layer.forward(&xs, pass, |normed| layer.self_attn.forward(normed, cos, sin, mask, cache, i, pass))?;
         }
         let out = self.norm.apply(&xs, pass.differentiable)?;
         if let Some(h) = hidden_states {
             h.push(out.clone());
         }
         Ok(out)
+    }
+
+    /// One decode step: `embeds` `[R, 1, H]` for sequences that continue the prompts held once in
+    /// `prefix` (`[P, kv, Lp, hd]` per layer; `prefix_mask` marks its padding), `layout` telling
+    /// which prompt each sequence continues; `suffix` holds, and receives, each sequence's own
+    /// keys and values. Returns the final-normed hidden states `[R, 1, H]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_decode(
+        &self,
+        embeds: &Tensor,
+        cos_sin: &(Tensor, Tensor),
+        prefix: &KvCache,
+        prefix_mask: Option<&Tensor>,
+        suffix: &mut SuffixCache,
+        layout: &GroupLayout,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let (cos, sin) = cos_sin;
+        let mut xs = embeds.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let shared = prefix.layer(i).ok_or_else(|| candle_core::Error::Msg(format!("the prompt cache has no layer {i}")))?;
+            xs = layer.forward(&xs, pass, |normed| {
+                layer.self_attn.forward_decode(normed, cos, sin, shared, prefix_mask, suffix, i, layout, pass)
+            })?;
+        }
+        self.norm.apply(&xs, pass.differentiable)
+    }
+
+    pub fn new_suffix_cache(&self) -> SuffixCache {
+        SuffixCache::new(self.layers.len())
     }
 
     /// Logits over the vocabulary for hidden states [..., H], in f32 (f64 for an f64 model).

@@ -2,14 +2,15 @@
 //!
 //! `prefill` encodes a (left-padded) batch of prompts once and returns a [`PromptState`] holding
 //! the key/value cache; `decode_step` extends it by one token per sequence. A state can be
-//! forked so that one prompt's prefill serves many sampled continuations.
+//! forked so that one prompt's prefill serves many sampled continuations: they all read the
+//! prompt's keys and values from one copy, and only their own tokens' from caches of their own.
 
 use crate::hub::ModelSource;
 use crate::omni::audio::AudioTower;
 use crate::omni::config::ThinkerConfig;
 use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
 use crate::omni::vision::VisionTower;
-use crate::omni::text::{attention_mask, KvCache, TextDecoder};
+use crate::omni::text::{attention_mask, GroupLayout, KvCache, SuffixCache, TextDecoder};
 use anyhow::{bail, Context, Result};
 use crate::nn::Pass;
 use candle_core::{DType, Device, Tensor, Var};
@@ -120,13 +121,23 @@ impl PromptBatch {
     }
 }
 
-/// What a prefill keeps for decoding: the cache, which cached slots are real tokens, and the
-/// rotary position bookkeeping, plus the logits for the next token.
+/// What a prefill keeps for decoding: each prompt's key/value cache (once), each sequence's own
+/// cache after it, which prompt each sequence continues, the rotary position bookkeeping, and the
+/// logits for the next token. Right after a prefill sequence `i` is prompt `i`; [`Self::fork`]
+/// makes several sequences continue one prompt without copying its cache.
 #[derive(Debug, Clone)]
 pub struct PromptState {
-    pub cache: KvCache,
-    /// Per sequence, per cached slot: false for padding.
-    pub key_valid: Vec<Vec<bool>>,
+    /// Each prompt's keys and values, `[P, kv_heads, prompt_len, head_dim]` per layer, read by
+    /// every sequence that continues it.
+    prefix: KvCache,
+    /// Per prompt, per prefix slot: false for padding.
+    prefix_valid: Vec<Vec<bool>>,
+    /// The additive mask of the prefix's padding, `[P, 1, 1, prompt_len]` (None without padding).
+    prefix_mask: Option<Tensor>,
+    /// Each sequence's keys and values after its prompt.
+    suffix: SuffixCache,
+    /// Per sequence: the prompt it continues.
+    groups: Vec<usize>,
     /// Per sequence: real tokens seen so far.
     pub n_valid: Vec<usize>,
     /// Per sequence: `max(position) + 1 - n_valid` after the prompt.
@@ -138,30 +149,98 @@ pub struct PromptState {
 }
 
 impl PromptState {
+    /// The number of sequences.
     pub fn batch_size(&self) -> usize {
-        self.n_valid.len()
+        self.groups.len()
     }
 
-    /// A state whose sequence `i` continues this state's sequence `rows[i]`.
+    /// The number of prompts whose caches the sequences read.
+    pub fn prompt_count(&self) -> usize {
+        self.prefix_valid.len()
+    }
+
+    /// Bytes held by the key/value caches (the prompts' and the sequences' own).
+    pub fn cache_bytes(&self) -> usize {
+        self.prefix.bytes() + self.suffix.bytes()
+    }
+
+    /// A state whose sequence `i` continues this state's sequence `rows[i]` (rows may repeat).
+    /// Only the sequences' own caches are copied; a prompt no sequence continues any more is
+    /// dropped.
     pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch_size()) {
+            bail!("sequence {bad} does not exist (the state has {})", self.batch_size());
+        }
         let device = self.next_logits.device();
         let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), device)?;
-        Ok(Self {
-            cache: self.cache.select_rows(&idx)?,
-            key_valid: rows.iter().map(|&r| self.key_valid[r].clone()).collect(),
+        let mut live: Vec<usize> = rows.iter().map(|&r| self.groups[r]).collect();
+        live.sort_unstable();
+        live.dedup();
+        let mut state = Self {
+            prefix: self.prefix.clone(),
+            prefix_valid: self.prefix_valid.clone(),
+            prefix_mask: self.prefix_mask.clone(),
+            suffix: if self.suffix.is_empty() { self.suffix.clone() } else { self.suffix.select_rows(&idx)? },
+            groups: rows.iter().map(|&r| self.groups[r]).collect(),
             n_valid: rows.iter().map(|&r| self.n_valid[r]).collect(),
             rope_deltas: rows.iter().map(|&r| self.rope_deltas[r]).collect(),
             next_logits: self.next_logits.index_select(&idx, 0)?,
             pass: self.pass,
-        })
+        };
+        if live.len() < self.prompt_count() {
+            state.keep_prompts(&live)?;
+        }
+        Ok(state)
     }
 
-    /// Repeats every sequence `n` times (sequence `b` becomes rows `b*n .. b*n+n`), sharing the
-    /// prompt's prefill among `n` continuations.
+    /// Keeps only the prompts `live` (sorted), renumbering the sequences' groups.
+    fn keep_prompts(&mut self, live: &[usize]) -> Result<()> {
+        let idx = Tensor::from_vec(live.iter().map(|&p| p as u32).collect::<Vec<_>>(), live.len(), self.next_logits.device())?;
+        self.prefix = self.prefix.select_rows(&idx)?;
+        self.prefix_mask = self.prefix_mask.as_ref().map(|m| m.index_select(&idx, 0)).transpose()?;
+        self.prefix_valid = live.iter().map(|&p| self.prefix_valid[p].clone()).collect();
+        for g in &mut self.groups {
+            *g = live.binary_search(g).map_err(|_| anyhow::anyhow!("sequence continues a dropped prompt"))?;
+        }
+        Ok(())
+    }
+
+    /// Repeats every sequence `n` times (sequence `b` becomes rows `b*n .. b*n+n`): `n`
+    /// continuations read one copy of their prompt's cache.
     pub fn fork(&self, n: usize) -> Result<Self> {
         let rows: Vec<usize> = (0..self.batch_size()).flat_map(|b| std::iter::repeat(b).take(n)).collect();
         self.select_rows(&rows)
     }
+
+    /// The same state with a private copy of its prompt's cache for every sequence (the layout
+    /// before prompts were shared: N samples store and read the prompt N times). For
+    /// comparisons: it decodes to the same values.
+    pub fn unshared(&self) -> Result<Self> {
+        let device = self.next_logits.device();
+        let idx = Tensor::from_vec(self.groups.iter().map(|&g| g as u32).collect::<Vec<_>>(), self.groups.len(), device)?;
+        Ok(Self {
+            prefix: self.prefix.select_rows(&idx)?,
+            prefix_valid: self.groups.iter().map(|&g| self.prefix_valid[g].clone()).collect(),
+            prefix_mask: self.prefix_mask.as_ref().map(|m| m.index_select(&idx, 0)).transpose()?,
+            groups: (0..self.groups.len()).collect(),
+            ..self.clone()
+        })
+    }
+
+    /// Makes room in the sequences' own caches for `extra` more tokens in one allocation.
+    pub fn reserve(&mut self, extra: usize) {
+        self.suffix.reserve(extra);
+    }
+}
+
+/// The additive mask `[P, 1, 1, L]` of padded prompt slots, None when nothing is padded.
+fn prefix_padding_mask(valid: &[Vec<bool>], device: &Device) -> Result<Option<Tensor>> {
+    if valid.iter().all(|r| r.iter().all(|&v| v)) {
+        return Ok(None);
+    }
+    let l = valid.first().map_or(0, |r| r.len());
+    let data: Vec<f32> = valid.iter().flatten().map(|&v| if v { 0.0 } else { -1e30 }).collect();
+    Ok(Some(Tensor::from_vec(data, (valid.len(), 1, 1, l), device)?))
 }
 
 /// Options for a prefill.
@@ -202,7 +281,8 @@ pub struct PromptContext {
 impl PrefillOutput {
     /// The context of sequence `row` of the prefill, its padding removed.
     pub fn context(&self, row: usize) -> Result<PromptContext> {
-        let valid: Vec<usize> = (0..self.state.key_valid[row].len()).filter(|&l| self.state.key_valid[row][l]).collect();
+        let key_valid = &self.state.prefix_valid[row];
+        let valid: Vec<usize> = (0..key_valid.len()).filter(|&l| key_valid[l]).collect();
         let idx = Tensor::from_vec(valid.iter().map(|&l| l as u32).collect::<Vec<_>>(), valid.len(), self.embeds.device())?;
         let embeds = self.embeds.get(row)?.index_select(&idx, 0)?.unsqueeze(0)?.detach();
         let positions =
@@ -503,8 +583,11 @@ impl Thinker {
         };
         let n_valid = key_valid.iter().map(|r| r.iter().filter(|&&v| v).count()).collect();
         let state = PromptState {
-            cache,
-            key_valid,
+            prefix: cache,
+            prefix_mask: prefix_padding_mask(&key_valid, &self.device)?,
+            prefix_valid: key_valid,
+            suffix: self.text.new_suffix_cache(),
+            groups: (0..b).collect(),
             n_valid,
             rope_deltas: position_ids.rope_deltas.clone(),
             next_logits,
@@ -530,12 +613,17 @@ impl Thinker {
         }
         let positions = PositionIds { batch: b, len: 1, ids: ids3, rope_deltas: state.rope_deltas.clone() };
         let cos_sin = self.text.rotary().cos_sin(&positions, self.dtype, &self.device)?;
-        for (valid, n) in state.key_valid.iter_mut().zip(state.n_valid.iter_mut()) {
-            valid.push(true);
-            *n += 1;
-        }
-        let mask = attention_mask(&state.key_valid, 1, &self.device)?;
-        let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut state.cache, None, state.pass)?;
+        state.n_valid.iter_mut().for_each(|n| *n += 1);
+        let layout = GroupLayout::new(&state.groups, state.prompt_count(), &self.device)?;
+        let hidden = self.text.forward_decode(
+            &embeds,
+            &cos_sin,
+            &state.prefix,
+            state.prefix_mask.as_ref(),
+            &mut state.suffix,
+            &layout,
+            state.pass,
+        )?;
         state.next_logits = self.text.logits(&hidden)?.squeeze(1)?;
         Ok(())
     }

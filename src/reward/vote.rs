@@ -31,6 +31,31 @@ pub fn parse(cfg: &VoteConfig, reply: &str, choices: Option<&[String]>) -> Optio
     }
 }
 
+/// Whether a vote over `replies` is settled with `budget` answers in all (adaptive votes): every
+/// answer so far parses to the same answer (Early-Stopping Self-Consistency's unanimous window,
+/// the window being all the answers drawn), or the leading answer is ahead of the runner-up by
+/// more than the answers still to come, so that the full budget's label cannot differ.
+pub fn settled(cfg: &VoteConfig, replies: &[String], choices: Option<&[String]>, budget: usize) -> bool {
+    if replies.len() >= budget {
+        return true;
+    }
+    let parsed: Vec<Option<String>> = replies.iter().map(|r| parse(cfg, r, choices)).collect();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for a in parsed.iter().flatten() {
+        match counts.iter_mut().find(|(k, _)| same(cfg, k, a)) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((a.clone(), 1)),
+        }
+    }
+    if counts.len() == 1 && counts[0].1 == replies.len() {
+        return true;
+    }
+    let mut tallies: Vec<usize> = counts.iter().map(|(_, c)| *c).collect();
+    tallies.sort_unstable_by(|a, b| b.cmp(a));
+    let (lead, second) = (tallies.first().copied().unwrap_or(0), tallies.get(1).copied().unwrap_or(0));
+    lead > second + (budget - replies.len())
+}
+
 fn same(cfg: &VoteConfig, a: &str, b: &str) -> bool {
     match cfg.kind {
         AnswerKind::Choice => a.trim().eq_ignore_ascii_case(b.trim()),
@@ -96,4 +121,33 @@ pub fn score(cfg: &VoteConfig, group: &Group) -> Scored {
         d.reward_accuracy = Some(agree as f32 / n as f32);
     }
     Scored { rewards, label: label.map(|(l, _)| l.clone()), anchor: None, diagnostics: d }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|x| format!("so \\boxed{{{x}}}")).collect()
+    }
+
+    #[test]
+    fn a_vote_settles_when_unanimous_or_out_of_reach() {
+        let cfg = VoteConfig::default();
+        assert!(settled(&cfg, &r(&["A", "A", "A", "A"]), None, 16), "unanimous");
+        assert!(!settled(&cfg, &r(&["A", "A", "A", "B"]), None, 16), "3-1 with 12 to come");
+        // 9 to 3 with 4 to come: B cannot reach A.
+        let mut v = r(&["A"; 9]);
+        v.extend(r(&["B", "B", "B"]));
+        assert!(settled(&cfg, &v, None, 16));
+        // 8 to 4 with 4 to come: B could tie.
+        let mut v = r(&["A"; 8]);
+        v.extend(r(&["B"; 4]));
+        assert!(!settled(&cfg, &v, None, 16));
+        // An unparseable answer breaks unanimity, and counts for no one.
+        let mut v = r(&["A", "A", "A"]);
+        v.push("no idea".into());
+        assert!(!settled(&cfg, &v, None, 16));
+        assert!(settled(&cfg, &v, None, 4), "the budget is spent");
+    }
 }

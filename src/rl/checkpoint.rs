@@ -63,16 +63,46 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
     if cfg.peft_type != "LORA" {
         bail!("{}: peft_type is {}, only LORA adapters are supported", path.display(), cfg.peft_type);
     }
+    if !cfg.lora_alpha.is_finite() {
+        bail!("{}: lora_alpha is {}; it must be a finite number", path.display(), cfg.lora_alpha);
+    }
     Ok(cfg)
+}
+
+/// Checks that the adapter's tensors have the config's rank `r` (before any adapter of that rank
+/// is made: a corrupt `r` must not size an allocation).
+fn check_rank(cfg: &AdapterConfig, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut found = false;
+    for (key, t) in tensors {
+        let rank_dim = if key.ends_with(".lora_A.weight") {
+            0
+        } else if key.ends_with(".lora_B.weight") {
+            1
+        } else {
+            continue;
+        };
+        found = true;
+        if t.rank() != 2 || t.dims()[rank_dim] != cfg.r {
+            bail!("{}: tensor `{key}` has shape {:?}, which does not fit the rank r = {} of adapter_config.json", path.display(), t.dims(), cfg.r);
+        }
+    }
+    if !found {
+        bail!("{}: it holds no LoRA tensors (`*.lora_A.weight`, `*.lora_B.weight`)", path.display());
+    }
+    Ok(())
 }
 
 /// Attaches the adapter in `dir` to `thinker` (its weights replace the initial ones).
 pub fn load_adapter(thinker: &mut Thinker, dir: &Path) -> Result<(Vec<(String, Arc<Lora>)>, AdapterConfig)> {
     let cfg = read_adapter_config(dir)?;
-    let adapters = super::lora::attach_lora(thinker, cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))?;
-    super::lora::set_lora_dropout(thinker, cfg.lora_dropout as f32)?;
     let path = dir.join("adapter_model.safetensors");
     let tensors = candle_core::safetensors::load(&path, thinker.device()).with_context(|| format!("cannot read {}", path.display()))?;
+    check_rank(&cfg, &tensors, &path)?;
+    let config_file = || format!("adapter config {}", dir.join("adapter_config.json").display());
+    let adapters =
+        super::lora::attach_lora(thinker, cfg.r, cfg.lora_alpha, &cfg.target_modules, 0.0, &mut crate::sampling::Rng::seed(0))
+            .with_context(config_file)?;
+    super::lora::set_lora_dropout(thinker, cfg.lora_dropout as f32).with_context(config_file)?;
     for (name, lora) in &adapters {
         for (part, var) in [("lora_A", &lora.a), ("lora_B", &lora.b)] {
             let key = format!("{name}.{part}.weight");
@@ -182,11 +212,62 @@ pub fn save_moments(path: &Path, m: &[Tensor], v: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Loads moments saved by [`save_moments`] for `n` parameters.
-pub fn load_moments(path: &Path, n: usize, device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+/// Loads moments saved by [`save_moments`] for `params` (in optimizer order): each must be f32
+/// and of its parameter's shape, and the file must hold no others.
+pub fn load_moments(path: &Path, params: &[(String, candle_core::Var)], device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
     let t = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read {}", path.display()))?;
-    let get = |k: String| t.get(&k).cloned().with_context(|| format!("{}: `{k}` is missing", path.display()));
-    let m = (0..n).map(|i| get(format!("m.{i}"))).collect::<Result<Vec<_>>>()?;
-    let v = (0..n).map(|i| get(format!("v.{i}"))).collect::<Result<Vec<_>>>()?;
+    let get = |kind: &str, i: usize, (name, param): &(String, candle_core::Var)| -> Result<Tensor> {
+        let key = format!("{kind}.{i}");
+        let m = t.get(&key).with_context(|| format!("{}: `{key}` (the moment of `{name}`) is missing", path.display()))?;
+        if m.dims() != param.dims() || m.dtype() != candle_core::DType::F32 {
+            bail!(
+                "{}: `{key}` is {:?} {:?}, but the moment of `{name}` must be F32 {:?} (the checkpoint does not fit this adapter)",
+                path.display(),
+                m.dtype(),
+                m.dims(),
+                param.dims()
+            );
+        }
+        Ok(m.clone())
+    };
+    let m = params.iter().enumerate().map(|(i, p)| get("m", i, p)).collect::<Result<Vec<_>>>()?;
+    let v = params.iter().enumerate().map(|(i, p)| get("v", i, p)).collect::<Result<Vec<_>>>()?;
+    if t.len() != 2 * params.len() {
+        bail!("{}: it holds {} moments, but the adapter has {} parameters (2 moments each)", path.display(), t.len(), params.len());
+    }
     Ok((m, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Var};
+
+    #[test]
+    fn moments_must_fit_their_parameters() {
+        let dev = Device::Cpu;
+        let params: Vec<(String, Var)> = vec![
+            ("a.lora_A".into(), Var::zeros((2, 3), DType::F32, &dev).unwrap()),
+            ("a.lora_B".into(), Var::zeros((4, 2), DType::F32, &dev).unwrap()),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        let ones = |shape: &[usize], dtype| Tensor::ones(shape, dtype, &dev).unwrap();
+        let good = [ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F32)];
+        save_moments(&path, &good, &good).unwrap();
+        let (m, v) = load_moments(&path, &params, &dev).unwrap();
+        assert_eq!((m[1].dims(), v[0].dims()), (&[4, 2][..], &[2, 3][..]));
+
+        let cases: Vec<(Vec<Tensor>, &str)> = vec![
+            (vec![ones(&[3, 2], DType::F32), ones(&[4, 2], DType::F32)], "`m.0` is F32 [3, 2], but the moment of `a.lora_A` must be F32 [2, 3]"),
+            (vec![ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F16)], "`m.1` is F16"),
+            (vec![ones(&[2, 3], DType::F32)], "`m.1` (the moment of `a.lora_B`) is missing"),
+            (vec![ones(&[2, 3], DType::F32), ones(&[4, 2], DType::F32), ones(&[1], DType::F32)], "holds 6 moments"),
+        ];
+        for (m, want) in cases {
+            save_moments(&path, &m, &m).unwrap();
+            let e = format!("{:#}", load_moments(&path, &params, &dev).unwrap_err());
+            assert!(e.contains("optimizer.safetensors") && e.contains(want), "{e}");
+        }
+    }
 }

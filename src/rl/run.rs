@@ -36,7 +36,7 @@ impl DataCursor {
     /// A cursor at `position` (a position past the end of a shorter dataset starts the next
     /// epoch).
     pub fn new(n: usize, seed: u64, position: DataPosition) -> Self {
-        let position = if position.index >= n { DataPosition { epoch: position.epoch + 1, index: 0 } } else { position };
+        let position = if position.index >= n { DataPosition { epoch: position.epoch.saturating_add(1), index: 0 } } else { position };
         Self { position, n, seed, order: (position.epoch, epoch_order(n, seed, position.epoch)) }
     }
 
@@ -46,7 +46,7 @@ impl DataCursor {
     pub fn next_batch(&mut self, k: usize) -> Vec<usize> {
         let k = k.min(self.n);
         if self.position.index > 0 && self.n - self.position.index < k {
-            self.position = DataPosition { epoch: self.position.epoch + 1, index: 0 };
+            self.position = DataPosition { epoch: self.position.epoch.saturating_add(1), index: 0 };
         }
         (0..k).map(|_| self.next_index()).collect()
     }
@@ -59,7 +59,7 @@ impl DataCursor {
         let i = self.order.1[self.position.index];
         self.position.index += 1;
         if self.position.index == self.n {
-            self.position = DataPosition { epoch: self.position.epoch + 1, index: 0 };
+            self.position = DataPosition { epoch: self.position.epoch.saturating_add(1), index: 0 };
         }
         i
     }

@@ -197,7 +197,7 @@ pub fn run(cfg: SftConfig, resume: Option<&Path>, allow_changes: bool, device: &
                 Trained::Full(p) => checkpoint::set_params(&dir.join("model.safetensors"), p)?,
                 Trained::Lora(..) => checkpoint::set_params(&dir.join("adapter_model.safetensors"), &params)?,
             }
-            let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), opt.params.len(), device)?;
+            let (m, v) = checkpoint::load_moments(&dir.join("optimizer.safetensors"), &opt.params, device)?;
             (opt.m, opt.v, opt.step) = (m, v, st.optimizer_step);
             if !quiet {
                 eprintln!("resuming from {} at step {}", dir.display(), st.step);

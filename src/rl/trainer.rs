@@ -57,6 +57,51 @@ pub fn rollout_batch(
         .collect()
 }
 
+/// [`rollout_batch`] with adaptive votes: each prompt's answers are drawn `round` at a time (one
+/// prefill for all, its state forked for the prompts still open), up to `budget`, and a prompt
+/// stops once `settled(prompt, its rollout so far)` says so; the saved budget is not spent.
+pub fn rollout_adaptive(
+    thinker: &Thinker,
+    prompts: &[EncodedPrompt],
+    pad: u32,
+    budget: usize,
+    round: usize,
+    gen: &GenerationConfig,
+    rng: &mut Rng,
+    mut settled: impl FnMut(usize, &Rollout) -> Result<bool>,
+) -> Result<Vec<Rollout>> {
+    if round == 0 || budget == 0 {
+        bail!("adaptive votes need a round and a budget of at least 1");
+    }
+    let batch = PromptBatch::from_prompts(prompts, pad)?;
+    let prefill = thinker.prefill(&batch, PrefillOptions::default())?;
+    let mut out: Vec<Rollout> = (0..prompts.len())
+        .map(|b| Ok(Rollout { context: prefill.context(b)?, answers: Vec::new(), logprobs: Vec::new(), finish: Vec::new() }))
+        .collect::<Result<_>>()?;
+    // Every open prompt has drawn the same number of answers.
+    let (mut open, mut drawn): (Vec<usize>, usize) = ((0..prompts.len()).collect(), 0);
+    while !open.is_empty() {
+        let n = round.min(budget - drawn);
+        let state = prefill.state.select_rows(&open)?.fork(n)?;
+        let samples = decode(thinker, state, gen, rng)?;
+        for (group, &q) in samples.chunks(n).zip(&open) {
+            let r = &mut out[q];
+            r.answers.extend(group.iter().map(|s| s.token_ids.clone()));
+            r.logprobs.extend(group.iter().map(|s| s.logprobs.clone()));
+            r.finish.extend(group.iter().map(|s| s.finish_reason));
+        }
+        drawn += n;
+        let mut still = Vec::new();
+        for &q in &open {
+            if drawn < budget && !settled(q, &out[q])? {
+                still.push(q);
+            }
+        }
+        open = still;
+    }
+    Ok(out)
+}
+
 /// What one question contributes to an update.
 pub struct TrainGroup<'a> {
     pub rollout: &'a Rollout,

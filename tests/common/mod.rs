@@ -28,3 +28,23 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
     format!("{:#}", r.expect_err("expected an error"))
 }
+
+/// A JPEG with an EXIF orientation tag (6: rotate 90 degrees clockwise) spliced in.
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut exif = Vec::new();
+    exif.extend(b"Exif\0\0");
+    exif.extend(b"MM\0\x2a\0\0\0\x08"); // big-endian TIFF header, IFD at 8
+    exif.extend(&1u16.to_be_bytes()); // one entry
+    exif.extend(&0x0112u16.to_be_bytes()); // Orientation
+    exif.extend(&3u16.to_be_bytes()); // SHORT
+    exif.extend(&1u32.to_be_bytes());
+    exif.extend(&orientation.to_be_bytes());
+    exif.extend(&[0, 0]);
+    exif.extend(&0u32.to_be_bytes()); // no next IFD
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend(&[0xFF, 0xE1]);
+    out.extend(&((exif.len() + 2) as u16).to_be_bytes());
+    out.extend(&exif);
+    out.extend(&jpeg[2..]);
+    out
+}
