@@ -1,8 +1,10 @@
 //! An OpenAI-compatible chat-completions endpoint as the judge (what OP-TTRAV uses, GPT-4o-mini).
 //!
-//! Each judgement is `POST {url}/chat/completions` with `model`, the two messages, `temperature`
-//! 0, `max_tokens` and, when asked, `logprobs` with the 5 top alternatives (AlpacaEval 2's
-//! request); the key, when its environment variable is set, goes in `Authorization: Bearer`. A
+//! Each judgement is `POST {url}/chat/completions` with `model`, the two messages, `max_tokens`
+//! and, when asked, `logprobs` with the 5 top alternatives and `temperature` 1 (AlpacaEval 2's
+//! `weighted_alpaca_eval_gpt4_turbo` request: the preference is read from the log-probabilities,
+//! not the sampled token), else `temperature` 0 (the reply's text is the verdict). The key, when
+//! its environment variable is set, goes in `Authorization: Bearer`. A
 //! request that times out, fails to connect, is rate-limited (429, waiting at least its
 //! `Retry-After`), hits a server error (5xx) or returns a body that is not a chat completion is
 //! retried with exponential backoff (`backoff`, doubling, at most 60 s) up to `retries` times,
@@ -136,6 +138,7 @@ impl HttpJudge {
             "max_tokens": self.cfg.max_tokens,
         });
         if self.cfg.logprobs {
+            body["temperature"] = json!(1);
             body["logprobs"] = json!(true);
             body["top_logprobs"] = json!(5);
         }
