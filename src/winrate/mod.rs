@@ -7,9 +7,9 @@
 //! `weighted_alpaca_eval_gpt4_turbo` annotator): the two outputs named `m` and `M`, in the order
 //! AlpacaEval's seeded switch gives them ([`is_switched`]), and the judge asked for the better
 //! one's name. The reply becomes a preference ([`prompt_first_probability`]): with log-
-//! probabilities (an HTTP judge that returns them), AlpacaEval's own `P(m) / (P(m) + P(M))` over
-//! the first token's top alternatives; otherwise the reply's first word, `m` (1) or `M` (0), a
-//! reply that names neither giving no preference. In AlpacaEval's convention the preference is
+//! probabilities (a local judge's, or an HTTP judge's that returns them), AlpacaEval's own
+//! `P(m) / (P(m) + P(M))` over the first token's alternatives; otherwise the reply's first word,
+//! `m` (1) or `M` (0), a reply that names neither giving no preference. In AlpacaEval's convention the preference is
 //! then `2 - P(first shown is better)`, mirrored (`3 - x`) when the outputs were switched: 1 means
 //! the reference is better, 2 the model's output; identical outputs are a draw (1.5) without
 //! asking the judge, as in AlpacaEval. [`summarize`] turns the annotations into
@@ -18,10 +18,10 @@
 //! draws, the discrete win rate (each preference rounded), the mean output length in characters,
 //! and the length-controlled win rate of [`glm`].
 //!
-//! Judges ([`PairJudge`]): a local checkpoint ([`LocalJudge`], greedy), or an OpenAI-compatible
-//! endpoint ([`http::HttpJudge`], with retries and an on-disk cache). A judgement that fails (a
-//! judge error after its retries) is reported with the item and the reason and skipped; every
-//! finished judgement is kept.
+//! Judges ([`PairJudge`]): a local checkpoint ([`LocalJudge`], `m`'s and `M`'s probabilities from
+//! its next-token distribution), or an OpenAI-compatible endpoint ([`http::HttpJudge`], with
+//! retries and an on-disk cache). A judgement that fails (a judge error after its retries) is
+//! reported with the item and the reason and skipped; every finished judgement is kept.
 
 pub mod glm;
 pub mod http;
@@ -119,14 +119,28 @@ pub trait PairJudge: Sync {
     }
 }
 
-/// A local checkpoint as the judge: greedy completion of the ChatML prompt ([`chatml`]). A
-/// prompt longer than `max_prompt_tokens` is an error (skipped), not cut.
+/// A local checkpoint as the judge: one prefill of the ChatML prompt ([`chatml`]), whose
+/// next-token distribution gives `m`'s and `M`'s log-probabilities (over the whole vocabulary:
+/// AlpacaEval 2's weighted preference with nothing cut to a top 5), then the greedy reply from
+/// the same cache (its text, for the annotations and for a judge whose identifiers are not one
+/// token each). A prompt longer than `max_prompt_tokens` is an error (skipped), not cut.
 pub struct LocalJudge<'a> {
     pub name: String,
-    pub judge: &'a (dyn crate::reward::Judge + Sync),
-    pub count_tokens: &'a (dyn Fn(&str) -> Result<usize> + Sync),
+    pub thinker: &'a crate::Thinker,
+    pub tokenizer: &'a crate::TextTokenizer,
     pub max_prompt_tokens: usize,
     pub max_new_tokens: usize,
+}
+
+impl LocalJudge<'_> {
+    /// The token id of an identifier the tokenizer keeps whole, else `None`.
+    fn single_token(&self, identifier: &str) -> Result<Option<u32>> {
+        let ids = self.tokenizer.encode(identifier)?;
+        Ok(match ids.as_slice() {
+            [id] => Some(*id),
+            _ => None,
+        })
+    }
 }
 
 impl PairJudge for LocalJudge<'_> {
@@ -135,12 +149,30 @@ impl PairJudge for LocalJudge<'_> {
     }
 
     fn reply(&self, system: &str, user: &str) -> Result<Reply> {
-        let prompt = chatml(system, user);
-        let n = (self.count_tokens)(&prompt)?;
-        if n > self.max_prompt_tokens {
-            bail!("the judge prompt has {n} tokens, over --judge-max-prompt-tokens {}", self.max_prompt_tokens);
+        use crate::omni::generate::{decode, GenerationConfig};
+        let ids = self.tokenizer.encode(&chatml(system, user))?;
+        if ids.len() > self.max_prompt_tokens {
+            bail!("the judge prompt has {} tokens, over --judge-max-prompt-tokens {}", ids.len(), self.max_prompt_tokens);
         }
-        Ok(Reply { text: self.judge.complete(&prompt, self.max_new_tokens)?, top_logprobs: Vec::new() })
+        let batch = crate::PromptBatch::left_padded(&[ids], self.tokenizer.end_of_text)?;
+        let prefill = self.thinker.prefill(&batch, crate::PrefillOptions::default())?;
+        let logits: Vec<f32> = prefill.state.next_logits.get(0)?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_sum = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let mut top_logprobs = Vec::new();
+        for identifier in ["m", "M"] {
+            if let Some(&l) = self.single_token(identifier)?.and_then(|id| logits.get(id as usize)) {
+                top_logprobs.push((identifier.to_string(), l as f64 - log_sum));
+            }
+        }
+        let cfg = GenerationConfig {
+            max_new_tokens: self.max_new_tokens.max(1),
+            sampling: crate::Sampling::Greedy,
+            stop_tokens: vec![self.tokenizer.im_end, self.tokenizer.end_of_text],
+        };
+        let out = decode(self.thinker, prefill.state, &cfg, &mut crate::Rng::seed(0))?;
+        let text = self.tokenizer.decode(&out.first().context("the judge generated nothing")?.token_ids)?;
+        Ok(Reply { text, top_logprobs })
     }
 }
 
