@@ -112,7 +112,7 @@ pub fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, ch
     }
 }
 
-/// One answer per usable item (the first of `cfg.n` samples: greedy when the sampling is), for
+/// One answer per usable item (one sample with `cfg.sampling`: greedy when that is), for
 /// judging against reference outputs: (the item's position in `data.items`, the answer), and the
 /// items that could not be used with their reasons (those skipped when the file was read
 /// included). Items need no reference answer here.
