@@ -30,11 +30,14 @@ enum Action {
     Judge,
 }
 
+/// Each request the stub received: its header lines and JSON body.
+type Requests = Arc<Mutex<Vec<(Vec<String>, Value)>>>;
+
 /// A scripted OpenAI-compatible server on 127.0.0.1: each request takes the next scripted action
 /// (then [`Action::Judge`] once the script is used up) and is recorded.
 struct Stub {
     url: String,
-    requests: Arc<Mutex<Vec<(Vec<String>, Value)>>>,
+    requests: Requests,
 }
 
 impl Stub {

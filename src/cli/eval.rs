@@ -286,11 +286,11 @@ fn run_winrate(args: &EvalArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| reference.clone());
     let dataset = ttrav::data::load_dataset(&data, None, args.media_root.as_deref())?;
     let (thinker, processor, cfg) = load_model(args)?;
-    let (answers, not_answered) = answer_items(&thinker, &processor, &dataset, &cfg)?;
-    skipped.extend(not_answered);
+    let answered = answer_items(&thinker, &processor, &dataset, &cfg)?;
+    skipped.extend(answered.skipped);
     let generator = j.generator.clone().unwrap_or_else(|| args.model.clone());
     let mut pairs = Vec::new();
-    for (i, output) in answers {
+    for (i, output) in answered.answers {
         let item = &dataset.items[i];
         match refs.find(&item.question) {
             Some(r) => pairs.push(Pair { id: item.id.clone(), instruction: item.question.clone(), output, generator: generator.clone(), reference: r.clone() }),

@@ -112,11 +112,19 @@ pub fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, ch
     }
 }
 
+/// The answers [`answer_items`] gives.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// (The item's position in the dataset's items, the answer.)
+    pub answers: Vec<(usize, String)>,
+    /// The items that could not be used, with their reasons (those skipped when the file was read
+    /// included).
+    pub skipped: Vec<String>,
+}
+
 /// One answer per usable item (one sample with `cfg.sampling`: greedy when that is), for
-/// judging against reference outputs: (the item's position in `data.items`, the answer), and the
-/// items that could not be used with their reasons (those skipped when the file was read
-/// included). Items need no reference answer here.
-pub fn answer_items(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<(Vec<(usize, String)>, Vec<String>)> {
+/// judging against reference outputs. Items need no reference answer here.
+pub fn answer_items(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<Answers> {
     let mut skipped: Vec<String> = data.skipped.iter().map(|s| s.to_string()).collect();
     let mut usable: Vec<(usize, EncodedPrompt)> = Vec::new();
     for (i, item) in data.items.iter().enumerate().take(cfg.limit.unwrap_or(usize::MAX)) {
@@ -140,7 +148,7 @@ pub fn answer_items(thinker: &Thinker, processor: &Processor, data: &Dataset, cf
             answers.push((*i, processor.tokenizer.decode(&r.answers[0])?));
         }
     }
-    Ok((answers, skipped))
+    Ok(Answers { answers, skipped })
 }
 
 pub fn evaluate(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<EvalReport> {
