@@ -13,15 +13,26 @@
 #   alpaca_eval/leaderboard_lc.csv               AlpacaEval 2.0 leaderboard with length-controlled win rates
 #   alpaca_eval/LICENSE
 #
+# With --alpaca-annotations, also (about 30 MB more; the opt-in check tests/alpaca_eval_real.rs):
+#
+#   alpaca_eval/annotations/<model>.json   AlpacaEval 2's published annotations (annotator
+#                                          weighted_alpaca_eval_gpt4_turbo) of claude-2.1,
+#                                          gpt-3.5-turbo-1106, OpenHermes-2.5-Mistral-7B,
+#                                          Qwen-14B-Chat, vicuna-13b-v1.5, alpaca-7b, gpt4_gamed,
+#                                          NullModel (results/<model>/weighted_alpaca_eval_gpt4_turbo/)
+#   alpaca_eval/alpaca_eval_clf.txt        its judge prompt (evaluators_configs/alpaca_eval_clf_gpt4_turbo/)
+#
 # Source: with TTRAV_DATA_DIR set, the files are copied from that folder (same layout as above);
 # otherwise each is downloaded with curl from its repository at a pinned commit (the addresses
 # below). Either way a file whose sha256 differs from the pinned one is an error, and nothing
 # unverified is left in DEST. Idempotent: a file already in DEST with the right hash is kept.
 #
-# Usage: scripts/fetch-test-data.sh [DEST]     (DEST default: target/test-data in the repository)
+# Usage: scripts/fetch-test-data.sh [--alpaca-annotations] [DEST]
+#                                              (DEST default: target/test-data in the repository)
 # Then:  cargo test --test real_data           (reads DEST from TTRAV_TEST_DATA, default
 #                                               target/test-data)
-# Space: about 3 MB.
+#        cargo test --test alpaca_eval_real    (after --alpaca-annotations)
+# Space: about 3 MB (33 MB with --alpaca-annotations).
 # Needs: bash, curl (when downloading), sha256sum (or shasum, or python3).
 
 set -euo pipefail
@@ -51,6 +62,19 @@ fe32bf85c2f7429038faa4c9a884d1d131726454ff84a4b810a91c1c7a2aa0e9 alpaca_eval/lea
 6e175e9dbe26bb42de8367bf2215301a71b3f403243a2eefc56378b307638be8 alpaca_eval/LICENSE $ALPACA/LICENSE
 "
 
+AE2=$ALPACA/results
+ANNOTATIONS="
+8dfc94501f8b783d96facd9158e0333dc83c30112c5c1927838fdcc2ee00d213 alpaca_eval/annotations/claude-2.1.json $AE2/claude-2.1/weighted_alpaca_eval_gpt4_turbo/annotations.json
+4558bed562144780dfcdd5ff55cafc17d76eea62eca143cfcc7ac5f3c154de10 alpaca_eval/annotations/gpt-3.5-turbo-1106.json $AE2/gpt-3.5-turbo-1106/weighted_alpaca_eval_gpt4_turbo/annotations.json
+196f38b5f7fb3c3242635cc4a8175f2c7b39d5648979f086ec7ba93c99e190ff alpaca_eval/annotations/OpenHermes-2.5-Mistral-7B.json $AE2/OpenHermes-2.5-Mistral-7B/weighted_alpaca_eval_gpt4_turbo/annotations.json
+94623679606fce2f829c542484a7a21cea2eece358a76f814e5838160eddf056 alpaca_eval/annotations/Qwen-14B-Chat.json $AE2/Qwen-14B-Chat/weighted_alpaca_eval_gpt4_turbo/annotations.json
+3c9f7d06313e09ad25b105c94abce82f5d6316699d23867f401d8408dda284da alpaca_eval/annotations/vicuna-13b-v1.5.json $AE2/vicuna-13b-v1.5/weighted_alpaca_eval_gpt4_turbo/annotations.json
+41047c654c6c5ddc0290fb207367e3f458d22692045eb41927eb64103a2cb764 alpaca_eval/annotations/alpaca-7b.json $AE2/alpaca-7b/weighted_alpaca_eval_gpt4_turbo/annotations.json
+3f70f086d97cf7f1c9b1b2ad16a2ac189a95e75a08c9374780e174a1f11dbf02 alpaca_eval/annotations/gpt4_gamed.json $AE2/gpt4_gamed/weighted_alpaca_eval_gpt4_turbo/annotations.json
+d8e6d6d8ad735b57149fe0d9cb307e095cdc8befee5f0a849e00d66912500be3 alpaca_eval/annotations/NullModel.json $AE2/NullModel/weighted_alpaca_eval_gpt4_turbo/annotations.json
+784227e6dc2832fc08c43d2c8ea3a308e7523780187a1aaad2f85e30bac85f62 alpaca_eval/alpaca_eval_clf.txt $ALPACA/src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt
+"
+
 # ---- helpers ----------------------------------------------------------------------------------
 
 if command -v sha256sum >/dev/null 2>&1; then
@@ -69,8 +93,9 @@ check_file() { [ -f "$1" ] && [ "$(sha256_of "$1")" = "$2" ]; }
 
 case ${1-} in
     -h | --help) usage; exit 0 ;;
+    --alpaca-annotations) FILES="$FILES$ANNOTATIONS"; shift ;;
 esac
-[ $# -le 1 ] || die "expected at most one argument, DEST (see --help)"
+[ $# -le 1 ] || die "expected at most one argument besides --alpaca-annotations, DEST (see --help)"
 DEST=${1:-$REPO_ROOT/target/test-data}
 SOURCE=${TTRAV_DATA_DIR-}
 if [ -n "$SOURCE" ]; then

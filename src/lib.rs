@@ -40,6 +40,7 @@ pub mod reward;
 pub mod rl;
 pub mod sampling;
 pub mod weights;
+pub mod winrate;
 
 pub use embed::Encoder;
 pub use hub::ModelSource;

@@ -1,5 +1,6 @@
 //! Dataset readers on small files in each real schema, committed under `tests/fixtures/data/`
-//! (MMAU test-mini, OP-TTRAV's MMAU, OmniVideo, MATH and AIME lists, AlpacaEval's outputs; written
+//! (MMAU test-mini, OP-TTRAV's MMAU, OmniVideo, MATH, AIME and UltraFeedback lists, AlpacaEval's
+//! outputs, UltraFeedback's openbmb and binarized records; written
 //! by hand for ttrav, see the README there), and on files the tests write: MMAU answer texts to
 //! letters, OP-TTRAV options parsed and re-appended exactly, the two MMAU layouts agreeing,
 //! media-root rewriting, skipped items and lines with their locations, and whole-file errors that
@@ -269,6 +270,83 @@ fn alpaca_eval_is_open_ended_with_reference() {
     assert_eq!(ds.items[2].groups["dataset"], "vicuna");
 }
 
+/// The skipped entries of a JSONL fixture, checked against `want`: (1-based line, a substring of
+/// the reason).
+fn assert_skipped_lines(ds: &Dataset, want: &[(usize, &str)]) {
+    let file = ds.path.display().to_string();
+    assert_eq!(ds.skipped.len(), want.len(), "{:?}", ds.skipped);
+    for (s, (line, reason)) in ds.skipped.iter().zip(want) {
+        assert_eq!(s.location, format!("{file}:{line}"));
+        assert!(s.reason.contains(reason), "line {line}: {:?} lacks {reason:?}", s.reason);
+    }
+}
+
+#[test]
+fn ultrafeedback_openbmb_records_take_the_best_rated_completion() {
+    let ds = load("ultrafeedback/openbmb_ultrafeedback.jsonl");
+    // No id field: the line number is the id.
+    assert_eq!(ids(&ds), ["1", "2", "3"]);
+    assert_skipped_lines(&ds, &[(4, "field \"completions\" is not a list"), (5, "no \"instruction\" or \"prompt\""), (6, "malformed JSON")]);
+    let first = &ds.items[0];
+    assert_eq!(first.question, "Suggest two names for a bakery that sells only bread.");
+    // gpt-4 and wizardlm-13b both score 8.5: the first wins; the 9.0 completion has no response.
+    assert_eq!(first.answer.as_deref(), Some("1. The Daily Loaf\n2. Crumb & Crust"));
+    assert_eq!((first.kind, first.choices.as_ref(), first.has_media()), (TaskKind::OpenEnded, None, false));
+    assert_eq!(first.groups, groups(&[("source", "evol_instruct"), ("models", "alpaca-7b, gpt-4, wizardlm-13b, llama-2-7b-chat")]));
+    // Text-only open-ended prompts get no instruction.
+    assert_eq!(first.prompt_text(), first.question);
+    // Scores written as text count as numbers; an entry that is not an object is passed over.
+    assert_eq!(ds.items[1].answer.as_deref(), Some("Fish have no legs; they swim with fins."));
+    assert_eq!(ds.items[1].groups["source"], "false_qa");
+    // No completions: no reference.
+    assert_eq!((ds.items[2].question.as_str(), ds.items[2].answer.as_deref()), ("Write one sentence about the sea.", None));
+}
+
+#[test]
+fn ultrafeedback_binarized_records_take_the_chosen_answer() {
+    let ds = load("ultrafeedback/ultrafeedback_binarized_test_prefs.jsonl");
+    assert_eq!(
+        ids(&ds),
+        [
+            "4f5a1c0d9b0c2e7a1f3d5b6c7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f",
+            "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d",
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        ]
+    );
+    assert_skipped_lines(&ds, &[(4, "duplicate id"), (5, "field \"chosen\" is neither a list of messages nor a string")]);
+    let a = &ds.items[0];
+    assert_eq!((a.question.as_str(), a.answer.as_deref(), a.kind), ("Give me a synonym for 'happy'.", Some("Joyful."), TaskKind::OpenEnded));
+    assert_eq!(a.groups, groups(&[("score_chosen", "8.0"), ("score_rejected", "2.0")]));
+    // The chosen chat's last assistant message, whatever precedes it.
+    assert_eq!(ds.items[1].answer.as_deref(), Some("Red, yellow and blue (in painting)."));
+    // An empty chosen chat: the reference comes from messages (the SFT splits).
+    assert_eq!(ds.items[2].answer.as_deref(), Some("Saturn."));
+    assert_eq!(ds.items[2].prompt_text(), "Name a planet with rings.");
+    // The same records as a JSON list (the parquet files exported with orient="records").
+    let dir = temp_dir();
+    let list = dir.path().join("test_prefs.json");
+    let lines = std::fs::read_to_string(&ds.path).expect("read");
+    let records: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("line")).collect();
+    std::fs::write(&list, serde_json::to_vec(&records).expect("json")).expect("write");
+    assert_eq!(detect_format(&list).expect("format"), Format::UltraFeedback);
+    let again = load_dataset(&list, None, None).expect("load");
+    assert_eq!(again.items, ds.items);
+    assert_eq!(again.skipped.len(), 2);
+}
+
+#[test]
+fn op_ttrav_ultrafeedback_is_open_ended_even_when_short() {
+    let ds = load("op-ttrav/UltraFeedback-TTRL_test.json");
+    assert_eq!(ids(&ds), ["31", "7", "12"]);
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    assert!(ds.items.iter().all(|i| i.kind == TaskKind::OpenEnded), "{:?}", ds.items.iter().map(|i| i.kind).collect::<Vec<_>>());
+    // "Yes." is short enough to read as a math answer; the source says otherwise.
+    assert_eq!(ds.items[1].answer.as_deref(), Some("Yes."));
+    assert_eq!(ds.items[1].prompt_text(), "Is the Pacific the largest ocean? Answer yes or no.");
+    assert_eq!(ds.items[2].answer, None);
+    assert_eq!(ds.items[0].groups, groups(&[("source", "ultrafeedback")]));
+}
+
 #[test]
 fn formats_are_detected() {
     for (rel, format) in [
@@ -278,12 +356,16 @@ fn formats_are_detected() {
         ("op-ttrav/AIME-TTT_test.json", Format::OpTtrav),
         ("mmau/mmau-test-mini.json", Format::Mmau),
         ("alpaca_eval/gpt4_1106_preview_outputs.json", Format::AlpacaEval),
+        ("op-ttrav/UltraFeedback-TTRL_test.json", Format::OpTtrav),
+        ("ultrafeedback/openbmb_ultrafeedback.jsonl", Format::UltraFeedback),
+        ("ultrafeedback/ultrafeedback_binarized_test_prefs.jsonl", Format::UltraFeedback),
     ] {
         assert_eq!(detect_format(&fixture(rel)).expect("format"), format, "{rel}");
     }
     assert_eq!("op-ttrav".parse::<Format>(), Ok(Format::OpTtrav));
     assert_eq!("alpaca_eval".parse::<Format>(), Ok(Format::AlpacaEval));
     assert_eq!("MMAU".parse::<Format>(), Ok(Format::Mmau));
+    assert_eq!("ultrafeedback".parse::<Format>(), Ok(Format::UltraFeedback));
     assert!("csv".parse::<Format>().is_err());
     // Naming the format overrides detection: the OP-TTRAV MMAU list read as MMAU has no choices.
     let forced = load_dataset(&fixture("op-ttrav/mmau_test_mini_test.json"), Some(Format::Mmau), None).expect("load");

@@ -33,6 +33,13 @@ const MATH_ANSWER_MAX_CHARS: usize = 64;
 /// OP-TTRAV `source` values of math datasets.
 const MATH_SOURCES: [&str; 8] = ["aime", "amc", "math", "gsm8k", "math500", "minerva", "olympiadbench", "omni-math"];
 
+/// Whether an OP-TTRAV `source` is an instruction-following set (its `build_ultrafeedback_ttrl.py`
+/// and `build_arena_hard_ttrl.py` write `ultrafeedback` and `arena-hard-v2.0`): open-ended, even
+/// when the reference answer is short.
+fn is_open_ended_source(source: &str) -> bool {
+    source == "ultrafeedback" || source.starts_with("arena-hard")
+}
+
 /// Converts one object of a file in `format`; `position` gives the default id.
 pub(crate) fn convert(format: Format, obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item, String> {
     match format {
@@ -40,6 +47,7 @@ pub(crate) fn convert(format: Format, obj: &Map<String, Value>, position: usize,
         Format::OpTtrav => op_ttrav(obj, position, ctx),
         Format::Mmau => mmau(obj, position, ctx),
         Format::AlpacaEval => alpaca_eval(obj, position),
+        Format::UltraFeedback => ultrafeedback(obj, position),
     }
 }
 
@@ -302,7 +310,9 @@ fn op_ttrav(obj: &Map<String, Value>, position: usize, ctx: &Ctx) -> Result<Item
             break 'kind TaskKind::OpenEnded;
         }
         let short = answer.as_ref().is_some_and(|a| a.chars().count() <= MATH_ANSWER_MAX_CHARS && !a.contains('\n'));
-        if MATH_SOURCES.contains(&source.as_str()) || short {
+        if is_open_ended_source(&source) {
+            TaskKind::OpenEnded
+        } else if MATH_SOURCES.contains(&source.as_str()) || short {
             TaskKind::Math
         } else {
             TaskKind::OpenEnded
@@ -384,6 +394,95 @@ fn alpaca_eval(obj: &Map<String, Value>, position: usize) -> Result<Item, String
         response: None,
         kind: TaskKind::OpenEnded,
         groups: groups(obj, &ALPACA_KNOWN),
+    })
+}
+
+const ULTRAFEEDBACK_KNOWN: [&str; 10] =
+    ["id", "instruction", "prompt", "prompt_id", "completions", "chosen", "rejected", "messages", "correct_answers", "incorrect_answers"];
+
+/// The content of the last `assistant` message of a chat (a list of `{role, content}`), or the
+/// field itself when it is a string.
+fn last_assistant(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(non_empty(Some(s.clone()))),
+        Some(Value::Array(messages)) => Ok(messages
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .and_then(|s| non_empty(Some(s)))),
+        Some(_) => Err(format!("field {key:?} is neither a list of messages nor a string")),
+    }
+}
+
+/// The content of the first `user` message of the chat in `key`.
+fn first_user(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    obj.get(key)?
+        .as_array()?
+        .iter()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The best-rated of `openbmb/UltraFeedback`'s completions: the first with the highest
+/// `overall_score` (a number or a numeric string; missing or unreadable counts as 0) among those
+/// with a non-empty `response`, as OP-TTRAV's `build_ultrafeedback_ttrl.py` picks its reference.
+fn best_completion(obj: &Map<String, Value>) -> Result<Option<String>, String> {
+    let completions = match obj.get("completions") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err("field \"completions\" is not a list".into()),
+    };
+    let score = |c: &Map<String, Value>| match c.get("overall_score") {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let mut best: Option<(f64, String)> = None;
+    for c in completions.iter().filter_map(Value::as_object) {
+        let Some(response) = c.get("response").and_then(Value::as_str).filter(|r| !r.is_empty()) else { continue };
+        let s = score(c);
+        if best.as_ref().is_none_or(|(b, _)| s > *b) {
+            best = Some((s, response.to_string()));
+        }
+    }
+    Ok(best.map(|(_, r)| r))
+}
+
+/// UltraFeedback: the question is `instruction` (openbmb) or `prompt` (binarized; else the first
+/// user message of `messages`); the reference is the best-rated completion (openbmb) or the last
+/// assistant message of `chosen`, else of `messages` (binarized); the id is `prompt_id`, else
+/// `id`, else the position.
+fn ultrafeedback(obj: &Map<String, Value>, position: usize) -> Result<Item, String> {
+    let question = match string_field(obj, "instruction")?.or(string_field(obj, "prompt")?).or_else(|| first_user(obj, "messages")) {
+        Some(q) if !q.trim().is_empty() => q,
+        Some(_) => return Err("empty question".into()),
+        None => return Err("no \"instruction\" or \"prompt\"".into()),
+    };
+    let answer = match best_completion(obj)? {
+        Some(a) => Some(a),
+        None => last_assistant(obj, "chosen")?.or(last_assistant(obj, "messages")?),
+    };
+    let id = match non_empty(string_field(obj, "prompt_id")?) {
+        Some(id) => id,
+        None => id_field(obj, position)?,
+    };
+    Ok(Item {
+        id,
+        question,
+        choices: None,
+        audio: Vec::new(),
+        images: Vec::new(),
+        video: None,
+        answer: non_empty(answer),
+        response: None,
+        kind: TaskKind::OpenEnded,
+        groups: groups(obj, &ULTRAFEEDBACK_KNOWN),
     })
 }
 

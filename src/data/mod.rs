@@ -2,9 +2,11 @@
 //! file formats into one [`Item`] type, with the prompt text the model sees.
 //!
 //! Formats ([`Format`]): ttrav's own JSONL (one object per line), OP-TTRAV's JSON lists (MMAU,
-//! OmniVideo, MATH/AIME/AMC, UltraFeedback/Arena-Hard), the original MMAU JSON and AlpacaEval's
-//! output JSON. [`load_dataset`] detects the format when none is given: a `.jsonl` file is ttrav;
-//! a JSON list is told by the keys of its first object. Item-level problems (a malformed line, a
+//! OmniVideo, MATH/AIME/AMC, UltraFeedback/Arena-Hard), the original MMAU JSON, AlpacaEval's
+//! output JSON and UltraFeedback's prompt files (`openbmb/UltraFeedback`'s records and
+//! `HuggingFaceH4/ultrafeedback_binarized`'s, as JSONL or a JSON list). [`load_dataset`] detects
+//! the format when none is given: a JSON list, or a JSONL file whose first object has
+//! UltraFeedback's keys, is told by the keys of its first object; any other `.jsonl` file is ttrav. Item-level problems (a malformed line, a
 //! missing question, an answer that is not one of the choices, a duplicate id) do not stop a
 //! load: the item goes to [`Dataset::skipped`] with its location and the reason. Whole-file
 //! problems (unreadable, not JSON, unknown format) are errors that name the file. Media files are
@@ -140,7 +142,8 @@ pub struct Item {
     pub response: Option<String>,
     pub kind: TaskKind,
     /// Grouping fields for evaluation breakdowns (MMAU task, category, sub-category, difficulty;
-    /// OP-TTRAV source; AlpacaEval dataset; any extra string field of a ttrav line).
+    /// OP-TTRAV and UltraFeedback source; AlpacaEval dataset; any extra string field of a ttrav
+    /// line).
     pub groups: BTreeMap<String, String>,
 }
 
@@ -240,16 +243,23 @@ pub enum Format {
     /// AlpacaEval outputs: `[{instruction, output, generator, dataset}]`.
     #[value(alias = "alpaca_eval", alias = "alpacaeval", alias = "alpaca")]
     AlpacaEval,
+    /// UltraFeedback prompts: `openbmb/UltraFeedback` (`{source, instruction, models, completions:
+    /// [{model, response, overall_score, ...}], ...}`) or `HuggingFaceH4/ultrafeedback_binarized`
+    /// (`{prompt, prompt_id, chosen: [messages], rejected, messages, score_chosen, ...}`).
+    #[value(name = "ultrafeedback", alias = "ultra-feedback", alias = "ultra_feedback")]
+    UltraFeedback,
 }
 
 impl Format {
-    /// The name used on the command line: `ttrav`, `op-ttrav`, `mmau`, `alpaca-eval`.
+    /// The name used on the command line: `ttrav`, `op-ttrav`, `mmau`, `alpaca-eval`,
+    /// `ultrafeedback`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Ttrav => "ttrav",
             Format::OpTtrav => "op-ttrav",
             Format::Mmau => "mmau",
             Format::AlpacaEval => "alpaca-eval",
+            Format::UltraFeedback => "ultrafeedback",
         }
     }
 }
@@ -265,7 +275,7 @@ impl FromStr for Format {
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         <Format as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown dataset format {s:?} (expected ttrav, op-ttrav, mmau or alpaca-eval)"))
+            .map_err(|_| format!("unknown dataset format {s:?} (expected ttrav, op-ttrav, mmau, alpaca-eval or ultrafeedback)"))
     }
 }
 
@@ -283,17 +293,18 @@ struct Records {
     jsonl: bool,
 }
 
-/// Reads a dataset. `format` None detects it (a `.jsonl` file is [`Format::Ttrav`]; a JSON list
-/// is told by the keys of its first object). `media_root` rewrites absolute media paths (see the
+/// Reads a dataset. `format` None detects it (a JSON list, or a JSONL file whose first object
+/// has UltraFeedback's keys, is told by the keys of its first object; any other `.jsonl` file is
+/// [`Format::Ttrav`]). `media_root` rewrites absolute media paths (see the
 /// module documentation); relative media paths are relative to the dataset file's folder.
 pub fn load_dataset(path: &Path, format: Option<Format>, media_root: Option<&Path>) -> Result<Dataset> {
     let Records { records, jsonl } = read_records(path)?;
     let format = match format {
         Some(f) => f,
-        None if jsonl => Format::Ttrav,
+        None if jsonl => jsonl_format(&records),
         None => match records.iter().find_map(|r| r.object.as_ref().ok()) {
             Some(first) => detect_from_keys(first).with_context(|| {
-                format!("cannot tell the format of {}; name it (ttrav, op-ttrav, mmau, alpaca-eval)", path.display())
+                format!("cannot tell the format of {}; name it (ttrav, op-ttrav, mmau, alpaca-eval, ultrafeedback)", path.display())
             })?,
             // An empty list: nothing to convert, any format gives the same result.
             None => Format::OpTtrav,
@@ -329,7 +340,7 @@ pub fn load_dataset(path: &Path, format: Option<Format>, media_root: Option<&Pat
 pub fn detect_format(path: &Path) -> Result<Format> {
     let Records { records, jsonl } = read_records(path)?;
     if jsonl {
-        return Ok(Format::Ttrav);
+        return Ok(jsonl_format(&records));
     }
     match records.iter().find_map(|r| r.object.as_ref().ok()) {
         Some(first) => detect_from_keys(first).with_context(|| format!("cannot tell the format of {}", path.display())),
@@ -337,11 +348,29 @@ pub fn detect_format(path: &Path) -> Result<Format> {
     }
 }
 
+/// The format of a JSONL file: UltraFeedback when its first object has UltraFeedback's keys,
+/// else ttrav.
+fn jsonl_format(records: &[Record]) -> Format {
+    match records.iter().find_map(|r| r.object.as_ref().ok()) {
+        Some(first) if is_ultrafeedback(first) => Format::UltraFeedback,
+        _ => Format::Ttrav,
+    }
+}
+
+/// Whether an object has the keys of `openbmb/UltraFeedback` (`instruction` and `completions`) or
+/// of `ultrafeedback_binarized` (`prompt` with `chosen`, `rejected`, `messages` or `prompt_id`).
+fn is_ultrafeedback(obj: &Map<String, Value>) -> bool {
+    let has = |k: &str| obj.contains_key(k);
+    (has("instruction") && has("completions")) || (has("prompt") && ["chosen", "rejected", "messages", "prompt_id"].iter().any(|k| has(k)))
+}
+
 /// The format of a JSON list, from the keys of its first object.
 fn detect_from_keys(first: &Map<String, Value>) -> Result<Format> {
     let has = |k: &str| first.contains_key(k);
     if has("audio_id") {
         Ok(Format::Mmau)
+    } else if is_ultrafeedback(first) {
+        Ok(Format::UltraFeedback)
     } else if has("instruction") && has("output") {
         Ok(Format::AlpacaEval)
     } else if has("question") && first.get("choices").is_some_and(Value::is_array) {

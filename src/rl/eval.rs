@@ -8,7 +8,8 @@
 //! OP-TTRAV: source; ttrav JSONL: task). Questions are rolled out in batches (one prefill per
 //! batch, its cache shared by each question's samples). Items that cannot be used (a malformed
 //! line when the file was read, a missing answer, unreadable media, an over-long prompt) are
-//! listed with their location and counted.
+//! listed with their location and counted. [`answer_items`] gives one answer per item, for
+//! `ttrav eval --judge-model` (win rates against reference outputs, in [`crate::winrate`]).
 
 use super::adapt::item_messages;
 use super::trainer::rollout_batch;
@@ -109,6 +110,45 @@ pub fn correct(kind: TaskKind, reply: &str, gold: &str, format: AnswerFormat, ch
         TaskKind::Math => last_boxed(reply).is_some_and(|a| math_equal(&a, gold)),
         TaskKind::OpenEnded => false,
     }
+}
+
+/// The answers [`answer_items`] gives.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// (The item's position in the dataset's items, the answer.)
+    pub answers: Vec<(usize, String)>,
+    /// The items that could not be used, with their reasons (those skipped when the file was read
+    /// included).
+    pub skipped: Vec<String>,
+}
+
+/// One answer per usable item (one sample with `cfg.sampling`: greedy when that is), for
+/// judging against reference outputs. Items need no reference answer here.
+pub fn answer_items(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<Answers> {
+    let mut skipped: Vec<String> = data.skipped.iter().map(|s| s.to_string()).collect();
+    let mut usable: Vec<(usize, EncodedPrompt)> = Vec::new();
+    for (i, item) in data.items.iter().enumerate().take(cfg.limit.unwrap_or(usize::MAX)) {
+        match processor.encode_chat(&item_messages(item, cfg.system.as_deref())) {
+            Ok(p) if p.input_ids.len() <= cfg.max_prompt_tokens => usable.push((i, p)),
+            Ok(p) => skipped.push(format!("{}: prompt has {} tokens, over {}", item.id, p.input_ids.len(), cfg.max_prompt_tokens)),
+            Err(e) => skipped.push(format!("{}: {e:#}", item.id)),
+        }
+    }
+    let gen = GenerationConfig {
+        max_new_tokens: cfg.max_response_tokens,
+        sampling: cfg.sampling,
+        stop_tokens: vec![processor.tokenizer.im_end, processor.tokenizer.end_of_text],
+    };
+    let mut rng = Rng::seed(cfg.seed);
+    let mut answers = Vec::new();
+    for chunk in usable.chunks(cfg.batch_questions.max(1)) {
+        let prompts: Vec<EncodedPrompt> = chunk.iter().map(|(_, p)| p.clone()).collect();
+        let rolled = rollout_batch(thinker, &prompts, processor.tokenizer.end_of_text, 1, &gen, &mut rng)?;
+        for ((i, _), r) in chunk.iter().zip(&rolled) {
+            answers.push((*i, processor.tokenizer.decode(&r.answers[0])?));
+        }
+    }
+    Ok(Answers { answers, skipped })
 }
 
 pub fn evaluate(thinker: &Thinker, processor: &Processor, data: &Dataset, cfg: &EvalConfig) -> Result<EvalReport> {
