@@ -78,8 +78,16 @@ pub struct DemoArgs {
     steps: usize,
     #[arg(long, default_value_t = DemoConfig::default().questions_per_step)]
     questions_per_step: usize,
+    /// Answers trained per question (of the 16 votes).
+    #[arg(long, default_value_t = DemoConfig::default().n_samples)]
+    n_samples: usize,
+    /// Answers per optimizer step (0 = all of a step's).
+    #[arg(long, default_value_t = DemoConfig::default().mini_batch_size)]
+    mini_batch_size: usize,
     #[arg(long, default_value_t = DemoConfig::default().lr)]
     lr: f64,
+    #[arg(long, default_value_t = DemoConfig::default().lora_rank)]
+    lora_rank: usize,
     #[arg(long, default_value_t = DemoConfig::default().temperature)]
     temperature: f32,
     /// Only the first N questions of each split (a shortened run).
@@ -99,7 +107,10 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         temperature: args.temperature,
         steps: args.steps,
         questions_per_step: args.questions_per_step,
+        n_samples: args.n_samples,
+        mini_batch_size: args.mini_batch_size,
         lr: args.lr,
+        lora_rank: args.lora_rank,
         open_ended: args.open_ended,
         limit: args.limit,
         quiet: args.quiet,
