@@ -1,8 +1,12 @@
 //! The thinker's configuration, read from a checkpoint's `config.json`.
 //!
-//! Two layouts are accepted: the full `Qwen2_5OmniConfig` (`model_type: qwen2_5_omni`, whose
-//! `thinker_config` is what matters here; talker and token2wav settings are ignored) and a
-//! thinker-only config (`model_type: qwen2_5_omni_thinker`). Rotary settings come either from
+//! Three layouts are accepted: the full `Qwen2_5OmniConfig` (`model_type: qwen2_5_omni`, whose
+//! `thinker_config` is what matters here; talker and token2wav settings are ignored), a
+//! thinker-only config (`model_type: qwen2_5_omni_thinker`), and the text causal LMs
+//! `qwen2` (Qwen2, Qwen2.5 and their Math and Instruct variants: q/k/v bias) and `qwen3` (q/k
+//! RMSNorm, no bias, explicit `head_dim`), whose settings sit at the top level. A text model has
+//! no towers, and its 1-D rotary is the multimodal rotary with every frequency slot on the
+//! first position row (the three rows are equal for text anyway). Rotary settings come either from
 //! transformers 5's `rope_parameters` or from the older top-level `rope_theta` plus
 //! `rope_scaling.mrope_section`. Errors name the file and the field at fault. Every size that is
 //! used as a divisor, a loop step or a table size is checked (positive, dividing what it must
@@ -28,6 +32,43 @@ pub struct TextConfig {
     /// Frequency slots per position row (temporal, height, width); sums to `head_dim / 2`.
     pub mrope_section: Vec<usize>,
     pub max_position_embeddings: usize,
+    /// Bias on the q/k/v projections (Qwen2 and the Omni thinker always; Qwen3 when
+    /// `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Qwen3 with `attention_bias`).
+    pub o_bias: bool,
+    /// RMSNorm over each head's queries and keys before the rotary (Qwen3).
+    pub qk_norm: bool,
+}
+
+/// The checkpoint families ttrav runs, by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// `qwen2_5_omni` or `qwen2_5_omni_thinker`: text decoder with audio and vision towers.
+    Omni,
+    /// `qwen2`: a Qwen2 / Qwen2.5 causal LM.
+    Qwen2,
+    /// `qwen3`: a Qwen3 causal LM.
+    Qwen3,
+}
+
+/// The `model_type` values ttrav knows, for error messages.
+pub const KNOWN_MODEL_TYPES: &str = "`qwen2_5_omni`, `qwen2_5_omni_thinker`, `qwen2`, `qwen3`";
+
+impl ModelFamily {
+    /// The `model_type` of the family (the thinker's for Omni).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Omni => "qwen2_5_omni",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+
+    /// A text causal LM: no audio or vision input.
+    pub fn is_text_only(self) -> bool {
+        self != Self::Omni
+    }
 }
 
 /// Settings of the audio tower (`thinker_config.audio_config`), kept as read.
@@ -93,6 +134,7 @@ pub struct ThinkerConfig {
     pub tie_word_embeddings: bool,
     /// Prefix of the thinker's tensors in the checkpoint (`thinker.` for the real layout).
     pub weight_prefix: String,
+    pub family: ModelFamily,
 }
 
 fn default_mel_bins() -> usize {
@@ -124,6 +166,9 @@ fn default_in_channels() -> usize {
 struct RawRope {
     rope_theta: Option<f64>,
     mrope_section: Option<Vec<usize>>,
+    rope_type: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +189,11 @@ struct RawText {
     max_position_embeddings: usize,
     hidden_act: Option<String>,
     use_sliding_window: Option<bool>,
+    /// Qwen3: bias on q/k/v/o.
+    #[serde(default)]
+    attention_bias: bool,
+    /// Text models: the flag at the top level of their config.
+    tie_word_embeddings: Option<bool>,
 }
 
 fn default_eps() -> f64 {
@@ -222,19 +272,25 @@ impl ThinkerConfig {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| anyhow::anyhow!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()))?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        let (thinker_value, field_prefix) = match model_type {
-            "qwen2_5_omni" => {
-                let Some(t) = value.get("thinker_config") else {
-                    bail!("field `thinker_config` is missing (model_type is qwen2_5_omni)");
-                };
-                (t.clone(), "thinker_config.")
-            }
-            "qwen2_5_omni_thinker" => (value, ""),
-            "" => bail!("field `model_type` is missing: expected `qwen2_5_omni` or `qwen2_5_omni_thinker`"),
-            other => bail!(
-                "field `model_type` is `{other}`: ttrav runs Qwen2.5-Omni checkpoints \
-                 (`qwen2_5_omni` or `qwen2_5_omni_thinker`)"
-            ),
+        let family = match model_type {
+            "qwen2_5_omni" | "qwen2_5_omni_thinker" => ModelFamily::Omni,
+            "qwen2" => ModelFamily::Qwen2,
+            "qwen3" => ModelFamily::Qwen3,
+            "" => bail!("field `model_type` is missing: expected one of {KNOWN_MODEL_TYPES}"),
+            other => bail!("field `model_type` is `{other}`: ttrav runs {KNOWN_MODEL_TYPES} checkpoints"),
+        };
+        if family.is_text_only() {
+            let raw: RawText = serde_path_to_error::deserialize(value)
+                .map_err(|e| anyhow::anyhow!("field `{}`: {}", e.path(), e.inner()))?;
+            return Self::resolve_text_model(raw, family);
+        }
+        let (thinker_value, field_prefix) = if model_type == "qwen2_5_omni" {
+            let Some(t) = value.get("thinker_config") else {
+                bail!("field `thinker_config` is missing (model_type is qwen2_5_omni)");
+            };
+            (t.clone(), "thinker_config.")
+        } else {
+            (value, "")
         };
         let raw: RawThinker = serde_path_to_error::deserialize(thinker_value).map_err(|e| {
             anyhow::anyhow!("field `{}{}`: {}", field_prefix, e.path(), e.inner())
@@ -242,100 +298,35 @@ impl ThinkerConfig {
         Self::resolve(raw, field_prefix)
     }
 
+    /// A Qwen2 / Qwen3 causal LM: the text settings at the top level, no towers.
+    fn resolve_text_model(raw: RawText, family: ModelFamily) -> Result<Self> {
+        let tie_word_embeddings = raw.tie_word_embeddings.unwrap_or(false);
+        let text = resolve_text(raw, "", family)?;
+        // Media token ids are never used: a text model refuses media before they are looked up.
+        let none = u32::MAX;
+        Ok(Self {
+            text,
+            audio: None,
+            vision: None,
+            token_ids: TokenIds {
+                audio: none,
+                image: none,
+                video: none,
+                audio_start: none,
+                audio_end: none,
+                vision_start: none,
+                vision_end: none,
+            },
+            position_id_per_seconds: d_pos_per_s(),
+            seconds_per_chunk: d_s_per_chunk(),
+            tie_word_embeddings,
+            weight_prefix: String::new(),
+            family,
+        })
+    }
+
     fn resolve(raw: RawThinker, prefix: &str) -> Result<Self> {
-        let t = raw.text_config;
-        let field = |name: &str| format!("{prefix}text_config.{name}");
-        for (name, value) in [
-            ("vocab_size", t.vocab_size),
-            ("hidden_size", t.hidden_size),
-            ("intermediate_size", t.intermediate_size),
-            ("num_hidden_layers", t.num_hidden_layers),
-            ("num_attention_heads", t.num_attention_heads),
-            ("max_position_embeddings", t.max_position_embeddings),
-        ] {
-            positive(&field(name), value)?;
-        }
-        positive_finite(&field("rms_norm_eps"), t.rms_norm_eps)?;
-        let num_key_value_heads = t.num_key_value_heads.unwrap_or(t.num_attention_heads);
-        if num_key_value_heads == 0 || t.num_attention_heads % num_key_value_heads != 0 {
-            bail!(
-                "field `{}` ({num_key_value_heads}) must divide num_attention_heads ({})",
-                field("num_key_value_heads"),
-                t.num_attention_heads
-            );
-        }
-        let head_dim = match t.head_dim {
-            Some(d) => d,
-            None => {
-                if t.hidden_size % t.num_attention_heads != 0 {
-                    bail!(
-                        "field `{}` ({}) is not a multiple of num_attention_heads ({}) and no head_dim is given",
-                        field("hidden_size"),
-                        t.hidden_size,
-                        t.num_attention_heads
-                    );
-                }
-                t.hidden_size / t.num_attention_heads
-            }
-        };
-        if head_dim % 2 != 0 || head_dim == 0 {
-            bail!("field `{}`: the head dimension {head_dim} must be even and positive", field("head_dim"));
-        }
-        if let Some(act) = &t.hidden_act {
-            if act != "silu" {
-                bail!("field `{}` is `{act}`: only `silu` is supported", field("hidden_act"));
-            }
-        }
-        if t.use_sliding_window == Some(true) {
-            bail!("field `{}` is true: sliding-window attention is not supported", field("use_sliding_window"));
-        }
-        // transformers 5 writes `rope_parameters`; older files a top-level rope_theta and rope_scaling.
-        let (rope_theta, mrope_section) = match (&t.rope_parameters, &t.rope_scaling) {
-            (Some(p), _) => (
-                p.rope_theta.or(t.rope_theta),
-                p.mrope_section.clone().or_else(|| t.rope_scaling.as_ref().and_then(|s| s.mrope_section.clone())),
-            ),
-            (None, Some(s)) => (s.rope_theta.or(t.rope_theta), s.mrope_section.clone()),
-            (None, None) => (t.rope_theta, None),
-        };
-        let rope_theta = rope_theta.with_context(|| {
-            format!("field `{}` (or `rope_parameters.rope_theta`) is missing", field("rope_theta"))
-        })?;
-        let mrope_section = mrope_section.with_context(|| {
-            format!(
-                "field `{}` (or `rope_parameters.mrope_section`) is missing: Qwen2.5-Omni needs the multimodal rotary sections",
-                field("rope_scaling.mrope_section")
-            )
-        })?;
-        positive_finite(&field("rope_theta"), rope_theta)?;
-        if mrope_section.len() != 3 {
-            bail!(
-                "field `{}` {:?} must have 3 entries (temporal, height, width)",
-                field("mrope_section"),
-                mrope_section
-            );
-        }
-        if mrope_section.iter().try_fold(0usize, |a, &x| a.checked_add(x)) != Some(head_dim / 2) {
-            bail!(
-                "field `{}` {:?} must sum to head_dim / 2 = {}",
-                field("mrope_section"),
-                mrope_section,
-                head_dim / 2
-            );
-        }
-        let text = TextConfig {
-            vocab_size: t.vocab_size,
-            hidden_size: t.hidden_size,
-            intermediate_size: t.intermediate_size,
-            num_hidden_layers: t.num_hidden_layers,
-            num_attention_heads: t.num_attention_heads,
-            num_key_value_heads,
-            head_dim,
-            rms_norm_eps: t.rms_norm_eps,
-            rope_theta,
-            mrope_section,
-            max_position_embeddings: t.max_position_embeddings,
-        };
+        let text = resolve_text(raw.text_config, &format!("{prefix}text_config."), ModelFamily::Omni)?;
         if let Some(audio) = &raw.audio_config {
             check_audio(audio, &format!("{prefix}audio_config."), text.hidden_size)?;
         }
@@ -361,9 +352,122 @@ impl ThinkerConfig {
             seconds_per_chunk: raw.seconds_per_chunk,
             tie_word_embeddings: raw.tie_word_embeddings,
             weight_prefix: "thinker.".to_string(),
+            family: ModelFamily::Omni,
         })
     }
 }
+
+/// The text decoder's settings; `prefix` is where they sit in the file (`text_config.` for the
+/// thinker, nothing for a text model).
+fn resolve_text(t: RawText, prefix: &str, family: ModelFamily) -> Result<TextConfig> {
+    let field = |name: &str| format!("{prefix}{name}");
+    for (name, value) in [
+        ("vocab_size", t.vocab_size),
+        ("hidden_size", t.hidden_size),
+        ("intermediate_size", t.intermediate_size),
+        ("num_hidden_layers", t.num_hidden_layers),
+        ("num_attention_heads", t.num_attention_heads),
+        ("max_position_embeddings", t.max_position_embeddings),
+    ] {
+        positive(&field(name), value)?;
+    }
+    positive_finite(&field("rms_norm_eps"), t.rms_norm_eps)?;
+    let num_key_value_heads = t.num_key_value_heads.unwrap_or(t.num_attention_heads);
+    if num_key_value_heads == 0 || t.num_attention_heads % num_key_value_heads != 0 {
+        bail!(
+            "field `{}` ({num_key_value_heads}) must divide num_attention_heads ({})",
+            field("num_key_value_heads"),
+            t.num_attention_heads
+        );
+    }
+    let head_dim = match t.head_dim {
+        Some(d) => d,
+        None => {
+            if t.hidden_size % t.num_attention_heads != 0 {
+                bail!(
+                    "field `{}` ({}) is not a multiple of num_attention_heads ({}) and no head_dim is given",
+                    field("hidden_size"),
+                    t.hidden_size,
+                    t.num_attention_heads
+                );
+            }
+            t.hidden_size / t.num_attention_heads
+        }
+    };
+    if head_dim % 2 != 0 || head_dim == 0 {
+        bail!("field `{}`: the head dimension {head_dim} must be even and positive", field("head_dim"));
+    }
+    if let Some(act) = &t.hidden_act {
+        if act != "silu" {
+            bail!("field `{}` is `{act}`: only `silu` is supported", field("hidden_act"));
+        }
+    }
+    if t.use_sliding_window == Some(true) {
+        bail!("field `{}` is true: sliding-window attention is not supported", field("use_sliding_window"));
+    }
+    // transformers 5 writes `rope_parameters`; older files a top-level rope_theta and rope_scaling.
+    let (rope_theta, mrope_section) = match (&t.rope_parameters, &t.rope_scaling) {
+        (Some(p), _) => (
+            p.rope_theta.or(t.rope_theta),
+            p.mrope_section.clone().or_else(|| t.rope_scaling.as_ref().and_then(|s| s.mrope_section.clone())),
+        ),
+        (None, Some(s)) => (s.rope_theta.or(t.rope_theta), s.mrope_section.clone()),
+        (None, None) => (t.rope_theta, None),
+    };
+    for (name, rope) in [("rope_parameters", &t.rope_parameters), ("rope_scaling", &t.rope_scaling)] {
+        let kind = rope.as_ref().and_then(|r| r.rope_type.as_deref().or(r.kind.as_deref()));
+        if let Some(kind) = kind.filter(|k| !matches!(*k, "default" | "mrope")) {
+            bail!("field `{}` is `{kind}`: only the default rotary (no scaling) is supported", field(&format!("{name}.rope_type")));
+        }
+    }
+    let rope_theta = rope_theta.with_context(|| {
+        format!("field `{}` (or `rope_parameters.rope_theta`) is missing", field("rope_theta"))
+    })?;
+    let mrope_section = match family {
+        // 1-D rotary: every frequency slot on the first position row.
+        ModelFamily::Qwen2 | ModelFamily::Qwen3 => Some(vec![head_dim / 2, 0, 0]),
+        ModelFamily::Omni => mrope_section,
+    };
+    let mrope_section = mrope_section.with_context(|| {
+        format!(
+            "field `{}` (or `rope_parameters.mrope_section`) is missing: Qwen2.5-Omni needs the multimodal rotary sections",
+            field("rope_scaling.mrope_section")
+        )
+    })?;
+    positive_finite(&field("rope_theta"), rope_theta)?;
+    if mrope_section.len() != 3 {
+        bail!(
+            "field `{}` {:?} must have 3 entries (temporal, height, width)",
+            field("mrope_section"),
+            mrope_section
+        );
+    }
+    if mrope_section.iter().try_fold(0usize, |a, &x| a.checked_add(x)) != Some(head_dim / 2) {
+        bail!(
+            "field `{}` {:?} must sum to head_dim / 2 = {}",
+            field("mrope_section"),
+            mrope_section,
+            head_dim / 2
+        );
+    }
+    Ok(TextConfig {
+        vocab_size: t.vocab_size,
+        hidden_size: t.hidden_size,
+        intermediate_size: t.intermediate_size,
+        num_hidden_layers: t.num_hidden_layers,
+        num_attention_heads: t.num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rms_norm_eps: t.rms_norm_eps,
+        rope_theta,
+        mrope_section,
+        max_position_embeddings: t.max_position_embeddings,
+        qkv_bias: family != ModelFamily::Qwen3 || t.attention_bias,
+        o_bias: family == ModelFamily::Qwen3 && t.attention_bias,
+        qk_norm: family == ModelFamily::Qwen3,
+    })
+}
+
 
 fn positive(field: &str, value: usize) -> Result<()> {
     if value == 0 {
@@ -596,10 +700,52 @@ mod tests {
         let e = format!("{:#}", ThinkerConfig::from_json_str(bad).unwrap_err());
         assert!(e.contains("text_config.vocab_size"), "{e}");
         let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "llama"}"#).unwrap_err());
-        assert!(e.contains("llama"), "{e}");
+        assert!(e.contains("llama") && e.contains("`qwen2`, `qwen3`"), "the error lists the known types: {e}");
         let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "qwen2_5_"#).unwrap_err());
         assert!(e.contains("line 1"), "{e}");
         let e = format!("{:#}", ThinkerConfig::from_json_str(r#"{"model_type": "qwen2_5_omni"}"#).unwrap_err());
         assert!(e.contains("thinker_config"), "{e}");
+    }
+
+    /// A Qwen2.5-3B-shaped `config.json` as the hub has it (older rotary form, tied head).
+    const QWEN25_3B: &str = r#"{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 2048,
+        "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
+        "vocab_size": 151936, "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+        "rope_scaling": null, "sliding_window": 32768, "use_sliding_window": false, "max_window_layers": 36,
+        "tie_word_embeddings": true, "hidden_act": "silu", "torch_dtype": "bfloat16"}"#;
+
+    #[test]
+    fn qwen2_text_model_has_bias_one_dimensional_rotary_and_no_towers() {
+        let c = ThinkerConfig::from_json_str(QWEN25_3B).unwrap();
+        assert_eq!(c.family, ModelFamily::Qwen2);
+        assert!(c.family.is_text_only() && c.audio.is_none() && c.vision.is_none());
+        assert_eq!((c.text.head_dim, c.text.num_key_value_heads), (128, 2));
+        assert_eq!(c.text.mrope_section, vec![64, 0, 0]);
+        assert!(c.text.qkv_bias && !c.text.o_bias && !c.text.qk_norm);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.weight_prefix, "");
+        assert_eq!(c.text.rope_theta, 1e6);
+    }
+
+    #[test]
+    fn qwen3_text_model_has_head_norms_explicit_head_dim_and_no_bias() {
+        let text = r#"{"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 100,
+            "rope_parameters": {"rope_theta": 5000.0, "rope_type": "default"}, "attention_bias": false,
+            "tie_word_embeddings": false, "layer_types": ["full_attention", "full_attention"]}"#;
+        let c = ThinkerConfig::from_json_str(text).unwrap();
+        assert_eq!(c.family, ModelFamily::Qwen3);
+        assert_eq!((c.text.head_dim, c.text.mrope_section.clone()), (32, vec![16, 0, 0]));
+        assert!(!c.text.qkv_bias && !c.text.o_bias && c.text.qk_norm && !c.tie_word_embeddings);
+        assert_eq!(c.text.rope_theta, 5000.0);
+        let biased = text.replace(r#""attention_bias": false"#, r#""attention_bias": true"#);
+        let c = ThinkerConfig::from_json_str(&biased).unwrap();
+        assert!(c.text.qkv_bias && c.text.o_bias);
+        let scaled = text.replace(r#""rope_type": "default""#, r#""rope_type": "yarn""#);
+        let e = format!("{:#}", ThinkerConfig::from_json_str(&scaled).unwrap_err());
+        assert!(e.contains("rope_parameters.rope_type") && e.contains("yarn"), "{e}");
+        let zero = text.replace(r#""num_hidden_layers": 2"#, r#""num_hidden_layers": 0"#);
+        let e = format!("{:#}", ThinkerConfig::from_json_str(&zero).unwrap_err());
+        assert!(e.contains("`num_hidden_layers` is 0"), "top-level field named: {e}");
     }
 }

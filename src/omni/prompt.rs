@@ -1,5 +1,6 @@
 //! Prompts: the chat conversation, its rendering through the checkpoint's chat template (or the
 //! built-in ChatML one Qwen2.5-Omni uses), and tokenisation with the checkpoint's tokenizer.json.
+//! A text model's (Qwen2, Qwen3) prompts are text only: media in them is an error.
 //!
 //! A user turn is a list of content items (text, audio, image, video). Rendering writes one
 //! placeholder per media item (`<|audio_bos|><|AUDIO|><|audio_eos|>`, ...); the media processors
@@ -259,7 +260,7 @@ impl TextTokenizer {
     /// The id of a special token; an error naming the tokenizer file when it lacks it.
     pub fn special_id(&self, token: &str) -> Result<u32> {
         self.inner.token_to_id(token).with_context(|| {
-            format!("tokenizer {} has no special token {token}, which Qwen2.5-Omni prompts need", self.file.display())
+            format!("tokenizer {} has no special token {token}, which ttrav's prompts need", self.file.display())
         })
     }
 
@@ -298,6 +299,8 @@ pub struct Processor {
     /// Use each video file's sound track too: it becomes an audio clip, interleaved with the
     /// video's tokens in 2-second chunks. Every video of the prompt must then have sound.
     pub use_audio_in_video: bool,
+    /// The `model_type` of a text model (`qwen2`, `qwen3`), whose prompts cannot hold media.
+    pub text_model: Option<String>,
     mel: crate::media::mel::MelExtractor,
 }
 
@@ -310,6 +313,10 @@ impl std::fmt::Debug for Processor {
 impl Processor {
     pub fn load(model: &ModelSource) -> Result<Self> {
         let mut p = Self::new(TextTokenizer::load(model)?, ChatTemplate::load(model)?);
+        if let Some(path) = model.get_optional("config.json")? {
+            let family = crate::omni::config::ThinkerConfig::from_file(&path)?.family;
+            p.text_model = family.is_text_only().then(|| family.model_type().to_string());
+        }
         if let Some(path) = model.get_optional("preprocessor_config.json")? {
             p.image = crate::media::image::ImageProcessorConfig::from_file(&path)?;
             p.video = crate::media::video::video_config_from_file(&path)?;
@@ -330,6 +337,7 @@ impl Processor {
             min_frames: 4,
             max_frames: 768,
             use_audio_in_video: false,
+            text_model: None,
             mel: crate::media::mel::MelExtractor::new(),
         }
     }
@@ -338,12 +346,33 @@ impl Processor {
     /// are loaded and turned into features, and each placeholder token is repeated once per
     /// feature row. A media file that cannot be used gives a [`crate::media::MediaError`].
     pub fn encode_chat(&self, messages: &[Message]) -> Result<EncodedPrompt> {
+        let items: Vec<&ContentItem> =
+            messages.iter().flat_map(|m| &m.content).filter(|c| !matches!(c, ContentItem::Text(_))).collect();
+        self.refuse_media_for_text_model(&items)?;
         let media = messages
             .iter()
             .flat_map(|m| &m.content)
             .filter_map(|item| self.load_media(item).transpose())
             .collect::<Result<Vec<_>>>()?;
         self.encode_chat_with_media(messages, media)
+    }
+
+    /// A text model (Qwen2, Qwen3) takes no audio, images or video: an error naming the first.
+    fn refuse_media_for_text_model(&self, media_items: &[&ContentItem]) -> Result<()> {
+        if let (Some(model_type), Some(item)) = (&self.text_model, media_items.first()) {
+            let (kind, path) = match item {
+                ContentItem::Audio(p) => ("audio", p),
+                ContentItem::Image(p) => ("an image", p),
+                ContentItem::Video(p) => ("a video", p),
+                ContentItem::Text(_) => unreachable!("only media items are passed"),
+            };
+            bail!(
+                "the prompt has {kind} ({}), but the model is a text model (model_type `{model_type}`), \
+                 which takes no audio, images or video: use a Qwen2.5-Omni checkpoint, or text-only prompts",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Loads and decodes one content item's media (`None` for text): audio at 16 kHz, an image,
@@ -421,8 +450,13 @@ impl Processor {
         if items.len() != media.len() {
             bail!("the conversation has {} media items but {} decoded media were given", items.len(), media.len());
         }
-        let audio_id = self.tokenizer.special_id(AUDIO_PAD)?;
-        let video_id = self.tokenizer.special_id(VIDEO_PAD)?;
+        self.refuse_media_for_text_model(&items)?;
+        // Text-only prompts need no media tokens (a text model's tokenizer has none).
+        let (audio_id, video_id) = if items.is_empty() {
+            (0, 0)
+        } else {
+            (self.tokenizer.special_id(AUDIO_PAD)?, self.tokenizer.special_id(VIDEO_PAD)?)
+        };
         let mut prompt = EncodedPrompt::default();
         let mut audio_counts = Vec::new();
         let mut image_counts = Vec::new();
@@ -477,7 +511,7 @@ impl Processor {
         let counts = |c: &[usize], id: u32| c.iter().map(|&n| vec![id; n]).collect::<Vec<_>>();
         let expansions: [(&str, Vec<Vec<u32>>); 3] = [
             (AUDIO_PAD, counts(&audio_counts, audio_id)),
-            (IMAGE_PAD, counts(&image_counts, self.tokenizer.special_id(IMAGE_PAD)?)),
+            (IMAGE_PAD, if image_counts.is_empty() { Vec::new() } else { counts(&image_counts, self.tokenizer.special_id(IMAGE_PAD)?) }),
             (VIDEO_PAD, video_spans),
         ];
         for (token, spans) in expansions {

@@ -2,6 +2,8 @@
 //!
 //! Token (or media) embeddings -> N x [RMSNorm -> grouped-query attention with q/k/v bias and
 //! mRoPE -> residual -> RMSNorm -> SwiGLU MLP -> residual] -> final RMSNorm -> lm_head.
+//! The same decoder runs the text causal LMs: Qwen2 / Qwen2.5 as it is, Qwen3 without the q/k/v
+//! bias and with an RMSNorm over each head's queries and keys before the rotary.
 //! The model holds only weights; the key/value cache lives in [`KvCache`], owned by the caller.
 //!
 //! Decoding ([`TextDecoder::forward_decode`]) reads a prompt's keys and values from one copy
@@ -237,12 +239,25 @@ impl GroupLayout {
 
 /// Softmax numerator parts over the last axis of `scores`: `(exp(s - m) @ v, m, sum exp(s - m))`,
 /// with `m` the row maximum, in the scores' dtype.
+/// `m` only keeps the exponentials in range: the result does not depend on it, so it carries no
+/// gradient.
 fn partial_attention(scores: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let m = scores.max_keepdim(candle_core::D::Minus1)?;
+    let m = scores.max_keepdim(candle_core::D::Minus1)?.detach();
     let e = scores.broadcast_sub(&m)?.exp()?;
     let l = e.sum_keepdim(candle_core::D::Minus1)?;
     let o = e.to_dtype(v.dtype())?.matmul(v)?.to_dtype(scores.dtype())?;
     Ok((o, m, l))
+}
+
+/// Softmax attention over two disjoint key sets from their [`partial_attention`] parts:
+/// `(o1 e^(m1-m) + o2 e^(m2-m)) / (l1 e^(m1-m) + l2 e^(m2-m))`, `m = max(m1, m2)`.
+fn combine_partials((o1, m1, l1): (Tensor, Tensor, Tensor), (o2, m2, l2): (Tensor, Tensor, Tensor)) -> Result<Tensor> {
+    let m = m1.maximum(&m2)?;
+    let a1 = (m1 - &m)?.exp()?;
+    let a2 = (m2 - &m)?.exp()?;
+    let num = (o1.broadcast_mul(&a1)? + o2.broadcast_mul(&a2)?)?;
+    let den = ((l1 * &a1)? + (l2 * &a2)?)?;
+    num.broadcast_div(&den)
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +266,9 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// Qwen3's per-head RMSNorm of queries and keys (before the rotary).
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -260,14 +278,24 @@ impl Attention {
     fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         Ok(Self {
-            q_proj: Linear::load(h, nh * hd, true, vb.pp("q_proj"))?,
-            k_proj: Linear::load(h, nkv * hd, true, vb.pp("k_proj"))?,
-            v_proj: Linear::load(h, nkv * hd, true, vb.pp("v_proj"))?,
-            o_proj: Linear::load(nh * hd, h, false, vb.pp("o_proj"))?,
+            q_proj: Linear::load(h, nh * hd, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, nkv * hd, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, nkv * hd, cfg.qkv_bias, vb.pp("v_proj"))?,
+            o_proj: Linear::load(nh * hd, h, cfg.o_bias, vb.pp("o_proj"))?,
+            q_norm: cfg.qk_norm.then(|| RmsNorm::load(hd, cfg.rms_norm_eps, vb.pp("q_norm"))).transpose()?,
+            k_norm: cfg.qk_norm.then(|| RmsNorm::load(hd, cfg.rms_norm_eps, vb.pp("k_norm"))).transpose()?,
             num_heads: nh,
             num_kv_heads: nkv,
             head_dim: hd,
         })
+    }
+
+    /// Qwen3's RMSNorm over each head of `[B, L, heads, hd]` (unchanged without one).
+    fn head_norm(&self, norm: &Option<RmsNorm>, xs: Tensor, pass: Pass) -> Result<Tensor> {
+        match norm {
+            Some(n) => n.apply(&xs, pass.differentiable),
+            None => Ok(xs),
+        }
     }
 
     /// `xs`: [B, L, H]; `cos`/`sin`: [B, L, hd/2]; `mask`: additive [B, 1, L, past + L].
@@ -284,8 +312,8 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.apply(xs, pass)?.reshape((b, l, nh, hd))?.transpose(1, 2)?;
-        let k = self.k_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?;
+        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((b, l, nh, hd))?, pass)?.transpose(1, 2)?;
+        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?, pass)?.transpose(1, 2)?;
         let v = self.v_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
         let q = rotary(&q, cos, sin, pass.differentiable)?;
         let k = rotary(&k, cos, sin, pass.differentiable)?;
@@ -327,8 +355,8 @@ impl Attention {
         }
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let g = nh / nkv;
-        let q = self.q_proj.apply(xs, pass)?.reshape((r, 1, nh, hd))?.transpose(1, 2)?;
-        let k = self.k_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?.transpose(1, 2)?;
+        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((r, 1, nh, hd))?, pass)?.transpose(1, 2)?;
+        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?, pass)?.transpose(1, 2)?;
         let v = self.v_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?.transpose(1, 2)?;
         let q = rotary(&q, cos, sin, pass.differentiable)?.reshape((r, nkv, g, hd))?;
         let k = rotary(&k, cos, sin, pass.differentiable)?;
@@ -346,14 +374,54 @@ impl Attention {
         let (o1, m1, l1) = (layout.ungroup(&o1, g)?, layout.ungroup(&m1, g)?, layout.ungroup(&l1, g)?);
         // Each sequence's own tokens.
         let s2 = (q.matmul(&ks.t()?)? * scale)?.to_dtype(acc)?;
-        let (o2, m2, l2) = partial_attention(&s2, &vs)?;
-        // softmax over both = (o1 e^(m1-m) + o2 e^(m2-m)) / (l1 e^(m1-m) + l2 e^(m2-m)).
-        let m = m1.maximum(&m2)?;
-        let a1 = (m1 - &m)?.exp()?;
-        let a2 = (m2 - &m)?.exp()?;
-        let num = (o1.broadcast_mul(&a1)? + o2.broadcast_mul(&a2)?)?;
-        let den = ((l1 * &a1)? + (l2 * &a2)?)?;
-        let out = num.broadcast_div(&den)?.to_dtype(v.dtype())?.reshape((r, 1, nh * hd))?;
+        let own = partial_attention(&s2, &vs)?;
+        let out = combine_partials((o1, m1, l1), own)?.to_dtype(v.dtype())?.reshape((r, 1, nh * hd))?;
+        self.o_proj.apply(&out, pass)
+    }
+
+    /// `n` continuations (`xs`: `[n, T, H]`) of one prompt whose keys and values (`prefix`:
+    /// `[1, kv, Lp, hd]`) they share: the attention over the prompt runs for all `n x T` queries
+    /// in one matmul, the attention over each continuation's own tokens (causal, `mask`: additive
+    /// `[n, 1, T, T]`) separately, and the two are combined by their log-sum-exp.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_continuations(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        prefix: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let (n, t, _) = xs.dims3()?;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let g = nh / nkv;
+        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((n, t, nh, hd))?, pass)?.transpose(1, 2)?;
+        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((n, t, nkv, hd))?, pass)?.transpose(1, 2)?;
+        let v = self.v_proj.apply(xs, pass)?.reshape((n, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let q = rotary(&q, cos, sin, pass.differentiable)?;
+        let k = rotary(&k, cos, sin, pass.differentiable)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let acc = accumulation_dtype(v.dtype());
+        // The shared prompt: queries [n, kv, g, T, hd] -> [1, kv, n*g*T, hd] against its keys.
+        let (kp, vp) = prefix;
+        let grouped = q.reshape((n, nkv, g * t, hd))?.transpose(0, 1)?.reshape((1, nkv, n * g * t, hd))?;
+        let s1 = (grouped.matmul(&kp.t()?)? * scale)?.to_dtype(acc)?;
+        let ungroup = |x: Tensor| -> Result<Tensor> {
+            let last = x.dim(candle_core::D::Minus1)?;
+            x.reshape((nkv, n, g * t, last))?.transpose(0, 1)?.reshape((n, nh, t, last))
+        };
+        let (o1, m1, l1) = partial_attention(&s1, vp)?;
+        let shared = (ungroup(o1)?, ungroup(m1)?, ungroup(l1)?);
+        // Each continuation's own tokens.
+        let (kr, vr) = (repeat_kv(&k, g)?, repeat_kv(&v, g)?);
+        let s2 = (q.matmul(&kr.t()?)? * scale)?.to_dtype(acc)?;
+        let s2 = match mask {
+            Some(m) => s2.broadcast_add(&m.to_dtype(acc)?)?,
+            None => s2,
+        };
+        let own = partial_attention(&s2, &vr)?;
+        let out = combine_partials(shared, own)?.to_dtype(v.dtype())?.transpose(1, 2)?.reshape((n, t, nh * hd))?;
         self.o_proj.apply(&out, pass)
     }
 }
@@ -531,6 +599,40 @@ impl TextDecoder {
             })?;
         }
         self.norm.apply(&xs, pass.differentiable)
+    }
+
+    /// `n` continuations of one prompt with the prompt run once: `prompt` `[1, Lp, H]` (no
+    /// padding) and `answers` `[n, T, H]` (right-padded; `answer_mask` their additive causal and
+    /// padding mask `[n, 1, T, T]`), each with its rotary cosines and sines. At every layer the
+    /// prompt's keys and values serve all the continuations (see `Attention::forward_continuations`),
+    /// so the prompt costs one forward however many answers follow it; under a differentiable
+    /// `pass` the gradients of all the answers reach the prompt's keys and values. Returns the
+    /// final-normed hidden states of the prompt's last token `[1, 1, H]` and of the answers
+    /// `[n, T, H]`.
+    pub fn forward_continuations(
+        &self,
+        prompt: &Tensor,
+        prompt_rope: &(Tensor, Tensor),
+        answers: &Tensor,
+        answer_rope: &(Tensor, Tensor),
+        answer_mask: Option<&Tensor>,
+        pass: Pass,
+    ) -> Result<(Tensor, Tensor)> {
+        let lp = prompt.dim(1)?;
+        let prompt_mask = attention_mask(&[vec![true; lp]], lp, prompt.device())?;
+        let mut cache = self.new_cache();
+        let (mut xp, mut xa) = (prompt.clone(), answers.clone());
+        for (i, layer) in self.layers.iter().enumerate() {
+            xp = layer.forward(&xp, pass, |normed| {
+                layer.self_attn.forward(normed, &prompt_rope.0, &prompt_rope.1, prompt_mask.as_ref(), &mut cache, i, pass)
+            })?;
+            let shared = cache.layer(i).ok_or_else(|| candle_core::Error::Msg(format!("the prompt left no keys at layer {i}")))?;
+            xa = layer.forward(&xa, pass, |normed| {
+                layer.self_attn.forward_continuations(normed, &answer_rope.0, &answer_rope.1, shared, answer_mask, pass)
+            })?;
+        }
+        let last = self.norm.apply(&xp.narrow(1, lp - 1, 1)?, pass.differentiable)?;
+        Ok((last, self.norm.apply(&xa, pass.differentiable)?))
     }
 
     pub fn new_suffix_cache(&self) -> SuffixCache {

@@ -313,7 +313,7 @@ pub struct CompletionLogprobs {
     pub top1: Tensor,
 }
 
-/// A loaded Qwen2.5-Omni thinker.
+/// A loaded Qwen2.5-Omni thinker, or a Qwen2 / Qwen3 text causal LM (the same decoder, no towers).
 #[derive(Debug)]
 pub struct Thinker {
     config: ThinkerConfig,
@@ -369,6 +369,12 @@ impl Thinker {
             "thinker.".into()
         } else if vb.contains_tensor("model.embed_tokens.weight") {
             String::new()
+        } else if config.family.is_text_only() {
+            bail!(
+                "{names}: tensor `model.embed_tokens.weight` not found: this is not a `{}` checkpoint \
+                 (or the weights are missing)",
+                config.family.model_type()
+            );
         } else {
             bail!(
                 "{names}: tensor `thinker.model.embed_tokens.weight` not found: this is not a Qwen2.5-Omni \
