@@ -267,3 +267,38 @@ fn adaptive_rollouts_stop_settled_prompts() {
     assert_eq!(rounds[1].logprobs.len(), 6);
     assert_eq!(asked, vec![(0, 2), (1, 2), (1, 4)], "asked after each round, not after the last");
 }
+
+/// The prompt runs once per group: the answers' log-probabilities, and their gradients with
+/// respect to every adapter, equal those of each prompt + answer run on its own (the
+/// per-sequence forward of `completion_logprobs`), in f64 to 1e-10.
+#[test]
+fn shared_prompt_forward_equals_the_per_answer_forward() {
+    let (t, adapters) = model(DType::F64);
+    let prompt_ids = vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198];
+    let batch = PromptBatch::left_padded(&[prompt_ids.clone()], 400).unwrap();
+    let prompt = t.prefill(&batch, PrefillOptions::default()).unwrap().context(0).unwrap();
+    let answers = vec![vec![331, 357, 165, 55], vec![20, 30, 402], vec![7]];
+    let shared = t.answer_logprobs(&prompt, &answers, 1.0, Pass::TRAIN).unwrap();
+    let full: Vec<Vec<u32>> = answers.iter().map(|a| prompt_ids.iter().chain(a).copied().collect()).collect();
+    let lens: Vec<usize> = answers.iter().map(|a| a.len()).collect();
+    let each = t.completion_logprobs(&PromptBatch::left_padded(&full, 400).unwrap(), &lens, Pass::TRAIN).unwrap();
+    let rows = |x: &Tensor| x.to_vec2::<f64>().unwrap();
+    let (s, e) = (rows(&shared.logp), rows(&each.logp));
+    for (i, a) in answers.iter().enumerate() {
+        // The shared forward's rows are left-aligned, the per-sequence ones right-aligned.
+        let (ours, theirs) = (&s[i][..a.len()], &e[i][e[i].len() - a.len()..]);
+        for (x, y) in ours.iter().zip(theirs) {
+            assert!((x - y).abs() < 1e-10, "answer {i}: {ours:?} vs {theirs:?}");
+        }
+    }
+    let g_shared = (&shared.logp * &shared.mask).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_each = (&each.logp * &each.mask).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, lora) in &adapters {
+        for var in [&lora.a, &lora.b] {
+            let (a, b) = (g_shared.get(var.as_tensor()).unwrap(), g_each.get(var.as_tensor()).unwrap());
+            let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1e-12);
+            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(d / scale < 1e-9, "{name}: gradients differ by {d} (scale {scale})");
+        }
+    }
+}

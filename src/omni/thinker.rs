@@ -676,7 +676,10 @@ impl Thinker {
 
     /// Log-probabilities (and entropies) of `answers` after one prompt (its [`PromptContext`]),
     /// through the differentiable forward: `[n, T]` each, with a `[n, T]` mask of real
-    /// (unpadded) answer tokens. Logits are divided by `temperature` first.
+    /// (unpadded) answer tokens. Logits are divided by `temperature` first. The prompt runs once
+    /// for all the answers, which read its keys and values from one copy
+    /// ([`TextDecoder::forward_continuations`]); the result equals running each prompt + answer
+    /// on its own.
     pub fn answer_logprobs(
         &self,
         prompt: &PromptContext,
@@ -689,36 +692,38 @@ impl Thinker {
         if n == 0 || t == 0 {
             bail!("no answer tokens to score");
         }
-        let (_, lp, h) = prompt.embeds.dims3()?;
+        let lp = prompt.embeds.dim(1)?;
         let pad = 0u32;
         let ids: Vec<u32> = answers.iter().flat_map(|a| a.iter().copied().chain(std::iter::repeat(pad).take(t - a.len()))).collect();
         let ids = Tensor::from_vec(ids, (n, t), &self.device)?;
         let answer_embeds = self.text.embed(&ids)?;
-        let prompt_embeds = prompt.embeds.detach().broadcast_as((n, lp, h))?;
-        let embeds = Tensor::cat(&[&prompt_embeds, &answer_embeds], 1)?;
-        // Positions: the prompt's (3-D), then the answer continuing from the prompt.
-        let total = lp + t;
-        let mut pos = vec![0i64; 3 * n * total];
-        let start = prompt.next_position;
+        // Positions: the prompt's (3-D), then the answers continuing from the prompt.
+        let mut pos = vec![0i64; 3 * lp];
         for row in 0..3 {
-            for r in 0..n {
-                for l in 0..lp {
-                    pos[(row * n + r) * total + l] = prompt.positions[l][row];
-                }
-                for k in 0..t {
-                    pos[(row * n + r) * total + lp + k] = start + k as i64;
-                }
+            for l in 0..lp {
+                pos[row * lp + l] = prompt.positions[l][row];
             }
         }
-        let positions = PositionIds { batch: n, len: total, ids: pos, rope_deltas: vec![0; n] };
-        let cos_sin = self.text.rotary().cos_sin(&positions, self.dtype, &self.device)?;
-        let key_valid: Vec<Vec<bool>> =
-            answers.iter().map(|a| std::iter::repeat(true).take(lp).chain((0..t).map(|k| k < a.len())).collect()).collect();
-        let mask = attention_mask(&key_valid, total, &self.device)?;
-        let mut cache = self.text.new_cache();
-        let hidden = self.text.forward_pass(&embeds, &cos_sin, mask.as_ref(), &mut cache, None, pass)?;
-        // Position lp - 1 + k predicts answer token k.
-        let logits = (self.text.logits(&hidden.narrow(1, lp - 1, t)?)? / temperature as f64)?;
+        let prompt_positions = PositionIds { batch: 1, len: lp, ids: pos, rope_deltas: vec![0] };
+        let start = prompt.next_position;
+        let answer_pos: Vec<i64> = (0..3 * n).flat_map(|_| (0..t).map(|k| start + k as i64)).collect();
+        let answer_positions = PositionIds { batch: n, len: t, ids: answer_pos, rope_deltas: vec![0; n] };
+        let rotary = self.text.rotary();
+        let prompt_rope = rotary.cos_sin(&prompt_positions, self.dtype, &self.device)?;
+        let answer_rope = rotary.cos_sin(&answer_positions, self.dtype, &self.device)?;
+        let key_valid: Vec<Vec<bool>> = answers.iter().map(|a| (0..t).map(|k| k < a.len()).collect()).collect();
+        let answer_mask = attention_mask(&key_valid, t, &self.device)?;
+        let (prompt_last, hidden) = self.text.forward_continuations(
+            &prompt.embeds.detach(),
+            &prompt_rope,
+            &answer_embeds,
+            &answer_rope,
+            answer_mask.as_ref(),
+            pass,
+        )?;
+        // The prompt's last token predicts answer token 0; answer token k - 1 predicts token k.
+        let predicting = Tensor::cat(&[&prompt_last.broadcast_as((n, 1, prompt_last.dim(2)?))?, &hidden.narrow(1, 0, t - 1)?], 1)?;
+        let logits = (self.text.logits(&predicting)? / temperature as f64)?;
         let logp_all = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
         let logp = logp_all.gather(&ids.unsqueeze(2)?, 2)?.squeeze(2)?;
         let entropy = (logp_all.exp()? * &logp_all)?.sum(candle_core::D::Minus1)?.neg()?;
