@@ -32,8 +32,8 @@ check() {
   fi
 }
 check "GPU present" nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-check "parity, CUDA f32" "$BIN" parity tests/fixtures/omni --device cuda --dtype f32
-check "parity, CUDA bf16" "$BIN" parity tests/fixtures/omni --device cuda --dtype bf16 --tolerance 1.0
+check "parity, CUDA f32" "$BIN" parity tests/fixtures/omni tests/fixtures/text --device cuda --dtype f32
+check "parity, CUDA bf16" "$BIN" parity tests/fixtures/omni tests/fixtures/text --device cuda --dtype bf16 --tolerance 1.0
 check "generation, CUDA" bash -c 'time "$0" generate --model tests/fixtures/omni/text_basic --device cuda --prompt "Tell me a story." --n 8 --max-new-tokens 64' "$BIN"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "${#failed[@]} check(s) failed: ${failed[*]}"
