@@ -197,6 +197,13 @@ fn reward_options_reach_adapt_and_bad_values_are_errors() {
     assert!((c["novelty_beta"].as_f64().unwrap() - 0.3).abs() < 1e-6);
     let err = failed(&adapt(&data, &dir.path().join("d"), &["--mini-batch-size", "9"]));
     assert!(err.contains("--mini-batch-size 9"), "{err}");
+    let err = failed(&adapt(&data, &dir.path().join("e"), &["--micro-batch", "0"]));
+    assert!(err.contains("--micro-batch must be at least 1"), "{err}");
+    let err = failed(&adapt(&data, &dir.path().join("f"), &["--micro-batch", "3"]));
+    assert!(err.contains("--micro-batch 3 is larger than a question's 2 trained answers"), "{err}");
+    let out = dir.path().join("g");
+    ok(&adapt(&data, &out, &["--micro-batch", "1", "--steps", "1"]));
+    assert_eq!(config_json(&out)["micro_batch"], 1);
 }
 
 #[test]

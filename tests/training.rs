@@ -142,20 +142,60 @@ fn a_nan_loss_skips_the_step() {
     use ttrav::{EncodedPrompt, Sampling};
 
     let (t, adapters) = model(DType::F32);
-    let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();
-    let mut opt = AdamW::new(AdamWConfig { lr: 0.1, ..Default::default() }, params).unwrap();
-    let before: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
     let prompt = EncodedPrompt { input_ids: vec![401, 301, 198, 401, 350, 198], ..Default::default() };
     let gen = GenerationConfig { max_new_tokens: 4, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
     let r = rollout(&t, &prompt, 400, 3, &gen, &mut Rng::seed(1)).unwrap();
-    let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
-    let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, ..Default::default() };
-    let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
-    assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "{stats:?}");
-    assert_eq!(opt.step, 0);
-    let after: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
-    assert_eq!(before, after);
-    assert!(opt.m.iter().all(|m| m.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0));
+    // Whole group at once, and in micro-batches of one answer (the NaN is in the second).
+    for micro_batch in [0, 1] {
+        let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.1, ..Default::default() }, params).unwrap();
+        let before: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+        let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2], rewards: vec![1.0, f32::NAN, 0.0], weight: 1.0 };
+        let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, micro_batch, ..Default::default() };
+        let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
+        assert!(stats.skipped.as_deref().is_some_and(|s| s.contains("non-finite")), "micro-batch {micro_batch}: {stats:?}");
+        assert_eq!(opt.step, 0);
+        let after: Vec<Vec<f32>> = opt.params.iter().map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+        assert_eq!(before, after, "micro-batch {micro_batch}: the parameters moved");
+        assert!(opt.m.iter().all(|m| m.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0));
+    }
+}
+
+/// Micro-batches split a group's answers across differentiable forwards (each with its own
+/// forward of the prompt) and sum their gradients: the update is the one of the whole group at
+/// once, in f64 to 1e-10, while a different mini-batch size (more optimizer steps) is not.
+#[test]
+fn micro_batches_give_the_same_update() {
+    use ttrav::omni::generate::GenerationConfig;
+    use ttrav::rl::grpo::AdvantageKind;
+    use ttrav::rl::optim::{AdamW, AdamWConfig};
+    use ttrav::rl::trainer::{rollout, update, TrainGroup, UpdateConfig};
+    use ttrav::{EncodedPrompt, Sampling};
+
+    let prompt = EncodedPrompt { input_ids: vec![401, 301, 198, 328, 316, 256, 318, 402, 198, 401, 350, 198], ..Default::default() };
+    let gen = GenerationConfig { max_new_tokens: 5, sampling: Sampling::new(1.0, 1.0, 0).unwrap(), stop_tokens: vec![] };
+    let trained = |micro_batch: usize, mini_batch_size: usize| -> (f64, Vec<f64>) {
+        let (t, adapters) = model(DType::F64);
+        let params = adapters.iter().flat_map(|(n, l)| [(format!("{n}.A"), l.a.clone()), (format!("{n}.B"), l.b.clone())]).collect();
+        let mut opt = AdamW::new(AdamWConfig { lr: 0.05, ..Default::default() }, params).unwrap();
+        let r = rollout(&t, &prompt, 400, 4, &gen, &mut Rng::seed(5)).unwrap();
+        let group = TrainGroup { rollout: &r, chosen: vec![0, 1, 2, 3], rewards: vec![1.0, 0.0, 0.5, 0.0], weight: 1.0 };
+        let cfg = UpdateConfig { advantage: AdvantageKind::Grpo, micro_batch, mini_batch_size, ..Default::default() };
+        let stats = update(&t, &mut opt, &[group], &cfg).unwrap();
+        assert!(stats.skipped.is_none() && stats.grad_norm > 0.0, "{stats:?}");
+        let values = opt.params.iter().flat_map(|(_, p)| p.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap()).collect();
+        (stats.loss, values)
+    };
+    let (loss, whole) = trained(0, 0);
+    for micro_batch in [1, 3] {
+        let (l, p) = trained(micro_batch, 0);
+        assert!((l - loss).abs() < 1e-10, "micro-batch {micro_batch}: loss {l} vs {loss}");
+        let d = p.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(d < 1e-10, "micro-batch {micro_batch}: parameters differ by {d}");
+    }
+    let (_, two_steps) = trained(0, 2);
+    let d = two_steps.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(d > 1e-6, "two optimizer steps should differ from one ({d})");
 }
 
 /// Prompts rolled out together (left-padded in one prefill) give each prompt the same training

@@ -151,6 +151,12 @@ pub struct AdaptConfig {
     /// Answers per optimizer step (0 = all of the step's answers).
     #[arg(long, default_value_t = 0)]
     pub mini_batch_size: usize,
+    /// Answers of one question run through the differentiable forward together (they share one
+    /// forward of the prompt; gradients are accumulated over the micro-batches). Fewer answers at
+    /// once bound the update's activation memory; the update is the same. Default: all of a
+    /// question's trained answers in the mini-batch at once.
+    #[arg(long, value_name = "N")]
+    pub micro_batch: Option<usize>,
     #[arg(long, default_value_t = 16)]
     pub lora_rank: usize,
     #[arg(long, default_value_t = 32.0)]
@@ -463,6 +469,13 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
     if cfg.questions_per_step == 0 || cfg.ppo_epochs == 0 {
         bail!("--questions-per-step and --ppo-epochs must be at least 1");
     }
+    match cfg.micro_batch {
+        Some(0) => bail!("--micro-batch must be at least 1 (leave it out to run all of a question's answers at once)"),
+        Some(m) if m > cfg.n_samples => {
+            bail!("--micro-batch {m} is larger than a question's {} trained answers (--n-samples)", cfg.n_samples)
+        }
+        _ => {}
+    }
     if cfg.mini_batch_size > cfg.questions_per_step * cfg.n_samples {
         bail!("--mini-batch-size {} is larger than a step's {} trained answers", cfg.mini_batch_size, cfg.questions_per_step * cfg.n_samples);
     }
@@ -578,6 +591,7 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
         dropout_seed: 0,
         ppo_epochs: cfg.ppo_epochs,
         mini_batch_size: cfg.mini_batch_size,
+        micro_batch: cfg.micro_batch.unwrap_or(0),
         response_len: cfg.max_response_tokens,
     };
     Ok((Run { cfg, thinker, processor, items: dataset.items, mode, encoder, trainable, opt, state, schedule, gen, update }, resume))

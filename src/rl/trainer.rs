@@ -130,6 +130,9 @@ pub struct UpdateConfig {
     /// Answers per optimizer step (verl's mini-batch, in sequences); 0 = all of the step's
     /// answers, one optimizer step per epoch.
     pub mini_batch_size: usize,
+    /// Answers of one group per differentiable forward (0 = all of the group's in the
+    /// mini-batch); gradients are summed over them, so the update does not depend on it.
+    pub micro_batch: usize,
     /// The length answers count as padded to (verl's response length), for
     /// seq-mean-token-sum-norm.
     pub response_len: usize,
@@ -146,6 +149,7 @@ impl Default for UpdateConfig {
             dropout_seed: 0,
             ppo_epochs: 1,
             mini_batch_size: 0,
+            micro_batch: 0,
             response_len: 512,
         }
     }
@@ -174,8 +178,10 @@ struct Trained {
 }
 
 /// The update of one step: `ppo_epochs` passes over the chosen answers of `groups` in
-/// mini-batches of `mini_batch_size`, one optimizer step each. A mini-batch whose loss or
-/// gradient is not finite is skipped with the optimizer state untouched (and reported).
+/// mini-batches of `mini_batch_size`, one optimizer step each; within a mini-batch, each group's
+/// answers go through the differentiable forward `micro_batch` at a time (sharing one forward of
+/// their prompt), their gradients summed. A mini-batch whose loss or gradient is not finite in
+/// any micro-batch is skipped with the optimizer state untouched (and reported).
 pub fn update(thinker: &Thinker, opt: &mut AdamW, groups: &[TrainGroup], cfg: &UpdateConfig) -> Result<UpdateStats> {
     if cfg.ppo_epochs == 0 {
         bail!("--ppo-epochs must be at least 1");
@@ -253,9 +259,13 @@ fn mini_batch_step(
     let (mut total, mut parts) = (0.0, LossParts::default());
     let mut order: Vec<usize> = batch.iter().map(|t| t.group).collect();
     order.dedup();
-    for gi in order {
-        let g = groups[gi];
+    let chunks = order.into_iter().flat_map(|gi| {
         let mine: Vec<&Trained> = batch.iter().filter(|t| t.group == gi).collect();
+        let size = if cfg.micro_batch == 0 { mine.len() } else { cfg.micro_batch };
+        mine.chunks(size.max(1)).map(|c| (gi, c.to_vec())).collect::<Vec<_>>()
+    });
+    for (gi, mine) in chunks {
+        let g = groups[gi];
         let answers: Vec<Vec<u32>> = mine.iter().map(|t| g.rollout.answers[t.answer].clone()).map(|a| if a.is_empty() { vec![0] } else { a }).collect();
         let pass = Pass { dropout_seed: Some(dropout_seed), ..Pass::TRAIN };
         let lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?;
