@@ -119,9 +119,9 @@ impl Linear {
     /// without adapters uses the frozen original weight when one is kept).
     pub fn apply(&self, xs: &Tensor, pass: Pass) -> Result<Tensor> {
         if let (Some(frozen), false) = (&self.frozen, pass.adapters) {
-            return frozen.forward(xs);
+            return linear_forward(frozen, xs);
         }
-        let y = self.inner.forward(xs)?;
+        let y = linear_forward(&self.inner, xs)?;
         match (&self.lora, pass.adapters) {
             (Some(l), true) => {
                 let a = l.a.as_tensor().to_dtype(xs.dtype())?;
@@ -143,7 +143,67 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.inner.forward(xs)
+        linear_forward(&self.inner, xs)
+    }
+}
+
+/// `xs @ w^T (+ b)`. When `xs` carries a gradient but the weight is frozen (not a variable), the
+/// backward computes only the input's gradient: candle's matmul backward also computes a
+/// gradient for its right-hand side whether or not anything trains it, and keeps it until the
+/// backward pass ends, which would cost one weight-sized tensor per frozen projection (the whole
+/// model's size, for LoRA) and a second matmul per projection.
+fn linear_forward(linear: &candle_nn::Linear, xs: &Tensor) -> Result<Tensor> {
+    let weight = linear.weight();
+    if !xs.track_op() || weight.is_variable() {
+        return linear.forward(xs);
+    }
+    let value = linear.forward(&xs.detach())?;
+    let route = xs.apply_op1(InputGradient { weight: weight.clone() })?;
+    value + route
+}
+
+/// The gradient path of a frozen linear layer: its value is zeros of the output's shape (the
+/// layer's value is added to it, computed without a graph); its backward is `grad @ w`.
+struct InputGradient {
+    /// `[out, in]`.
+    weight: Tensor,
+}
+
+impl InputGradient {
+    fn output_shape(&self, layout: &candle_core::Layout) -> candle_core::Shape {
+        let mut dims = layout.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = self.weight.dim(0).unwrap_or(0);
+        }
+        candle_core::Shape::from(dims)
+    }
+
+    fn zeros<S>(&self, storage: &S, layout: &candle_core::Layout) -> Result<(S, candle_core::Shape)>
+    where
+        S: candle_core::backend::BackendStorage,
+        S::Device: candle_core::backend::BackendDevice<Storage = S>,
+    {
+        use candle_core::backend::BackendDevice;
+        let shape = self.output_shape(layout);
+        Ok((storage.device().zeros_impl(&shape, storage.dtype())?, shape))
+    }
+}
+
+impl candle_core::CustomOp1 for InputGradient {
+    fn name(&self) -> &'static str {
+        "frozen-linear-input-gradient"
+    }
+
+    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        self.zeros(storage, layout)
+    }
+
+    fn cuda_fwd(&self, storage: &candle_core::CudaStorage, layout: &candle_core::Layout) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        self.zeros(storage, layout)
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.broadcast_matmul(&self.weight.to_dtype(grad.dtype())?)?))
     }
 }
 
@@ -307,6 +367,36 @@ pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// A frozen layer on a tracked input: the same value and input gradient as the plain matmul,
+    /// and no gradient computed (or kept) for the weight; a trainable weight still gets one.
+    #[test]
+    fn frozen_linear_keeps_no_weight_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f64, 1.0, (5, 3), &dev)?;
+        let b = Tensor::randn(0f64, 1.0, 5, &dev)?;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 4, 3), &dev)?)?;
+        let upstream = Tensor::randn(0f64, 1.0, (2, 4, 5), &dev)?;
+        let frozen = Linear::from_weights(w.clone(), Some(b.clone()));
+        let y = frozen.apply(x.as_tensor(), Pass::TRAIN)?;
+        let plain = x.as_tensor().broadcast_matmul(&w.t()?)?.broadcast_add(&b)?;
+        assert!((&y - &plain)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+        let grads = (y * &upstream)?.sum_all()?.backward()?;
+        let plain_grads = (plain * &upstream)?.sum_all()?.backward()?;
+        let (gx, want) = (grads.get(x.as_tensor()).unwrap(), plain_grads.get(x.as_tensor()).unwrap());
+        assert!((gx - want)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+        // Every gradient kept, by shape: candle's own matmul keeps one of the (transposed) weight's.
+        let shapes = |g: &candle_core::backprop::GradStore| -> Vec<Vec<usize>> {
+            g.get_ids().map(|id| g.get_id(*id).unwrap().dims().to_vec()).filter(|d| d.len() == 2).collect()
+        };
+        assert_eq!(shapes(&grads), Vec::<Vec<usize>>::new(), "a gradient was kept for the frozen weight");
+        assert_eq!(shapes(&plain_grads), vec![vec![3, 5]], "candle's matmul keeps the weight's gradient");
+        let mut trained = Linear::from_weights(w.clone(), None);
+        let var = trained.make_trainable(false)?;
+        let grads = trained.apply(x.as_tensor(), Pass::TRAIN)?.sum_all()?.backward()?;
+        assert!(grads.get(var.as_tensor()).is_some(), "a trainable weight gets its gradient");
+        Ok(())
+    }
 
     #[test]
     fn rotary_fast_and_diff_agree() -> Result<()> {
