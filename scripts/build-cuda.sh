@@ -3,7 +3,7 @@
 # or a CUDA install: the CUDA 13.0 toolkit comes from NVIDIA's wheels on the Python package index
 # (pinned below, about 1.2 GB, kept in a cache folder), and the driver library the link needs is a
 # stub made here (the wheels ship no driver; at run time the GPU machine's real libcuda.so.1 is
-# used). Prints the binary's path; `strip`ped, it is about 47 MB.
+# used). Prints the binary's path; `strip`ped, it is about 73 MB (22 minutes cold on 2 cores).
 #
 #   scripts/build-cuda.sh [OUT]      OUT defaults to target/ttrav-cuda
 #   TTRAV_CUDA_CACHE=DIR             the toolkit cache (default ~/.cache/ttrav-cuda)
@@ -31,14 +31,17 @@ for lib in "$cuda"/lib/lib*.so.*; do
     base=$(basename "$lib")
     ln -sf "$base" "$cuda/lib/${base%%.so.*}.so"
 done
-# The driver functions cudarc declares (its bindings name every cu* symbol it may call).
+# The driver functions cudarc declares (its bindings name every cu* symbol it may call, as
+# `pub unsafe fn cuX` wrappers around `fn cuX` declarations).
 cargo fetch --quiet
 bindings=$(find "${CARGO_HOME:-$HOME/.cargo}"/registry/src -path '*cudarc-0.19*/src/driver/sys/*' -name '*.rs' | head -n 50)
 [ -n "$bindings" ] || { echo "cudarc 0.19's driver bindings were not found under the cargo registry" >&2; exit 1; }
 stub=$cache/stub
 mkdir -p "$stub"
-grep -ohE '\bpub fn cu[A-Za-z0-9_]+' $bindings | sed 's/pub fn //' | sort -u | sed 's/.*/void &(void) {}/' > "$stub/cuda_stub.c"
+grep -ohE '\bfn cu[A-Za-z0-9_]+' $bindings | sed 's/^fn //' | sort -u | sed 's/.*/void &(void) {}/' > "$stub/cuda_stub.c"
 cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" "$stub/cuda_stub.c"
+# The loader looks for the soname: with the stub on LD_LIBRARY_PATH the binary starts here (CPU only).
+ln -sf libcuda.so "$stub/libcuda.so.1"
 echo "$(wc -l < "$stub/cuda_stub.c") driver symbols in the stub"
 
 echo "== cargo build --release --features cuda (compute capability ${CUDA_COMPUTE_CAP:-90}; 15-20 min cold on 2 cores)"
