@@ -44,7 +44,7 @@ cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stub/libcuda.so" "$stub/cuda_stub
 ln -sf libcuda.so "$stub/libcuda.so.1"
 echo "$(wc -l < "$stub/cuda_stub.c") driver symbols in the stub"
 
-echo "== cargo build --release --features cuda (compute capability ${CUDA_COMPUTE_CAP:-90}; 15-20 min cold on 2 cores)"
+echo "== cargo build --release --features cuda (compute capability ${CUDA_COMPUTE_CAP:-90}; about 22 min cold on 2 cores)"
 export PATH="$cuda/bin:$PATH" CUDA_HOME="$cuda" CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export LIBRARY_PATH="$cuda/lib:$stub:${LIBRARY_PATH:-}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$cuda/lib -L native=$stub"
