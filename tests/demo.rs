@@ -41,11 +41,11 @@ fn the_bundled_demo_data_is_what_demo_data_writes_for_seed_0() {
 }
 
 /// The README's main job, and the margins it states at seed 0: adaptation without labels raises
-/// pass@1 on `test` by at least 8 points and on `heldout` by at least 3, and the random-reward
+/// pass@1 on `test` by at least 10 points and on `heldout` by at least 5, and the random-reward
 /// control does not raise it by 3 or more; the open-ended variant raises ROUGE-L on `test` and its
-/// random-reward control does not. (Issue 11 asks for 10 and 5 points and for pass@1 within
-/// 3 of the base model's maj@16; the bundled model and settings do not reach those yet, see the
-/// README's demo section.)
+/// random-reward control does not. (Issue 11 also asks for adapted pass@1 within 3 points of the
+/// base model's maj@16; the bundled model and settings do not reach that yet, see the README's
+/// demo section.)
 #[test]
 fn the_demo_raises_pass_at_1_without_labels_and_the_control_does_not() {
     let out = tempfile::tempdir().unwrap();
@@ -69,8 +69,8 @@ fn the_demo_raises_pass_at_1_without_labels_and_the_control_does_not() {
     assert!((0.0..=1.0).contains(&label));
     let table = String::from_utf8_lossy(&o.stdout);
     let (base, adapted, control) = (get("test", "base", "pass_at_1"), get("test", "adapted", "pass_at_1"), get("test", "control", "pass_at_1"));
-    assert!(adapted - base >= 0.08, "test pass@1 {base} -> {adapted}\n{table}");
-    assert!(get("heldout", "adapted", "pass_at_1") - get("heldout", "base", "pass_at_1") >= 0.03, "heldout\n{table}");
+    assert!(adapted - base >= 0.10, "test pass@1 {base} -> {adapted}\n{table}");
+    assert!(get("heldout", "adapted", "pass_at_1") - get("heldout", "base", "pass_at_1") >= 0.05, "heldout\n{table}");
     assert!(label >= 0.9, "the vote's labels are right on {label} of the questions\n{table}");
     assert!(control - base < 0.03, "the random-reward control raised test pass@1 {base} -> {control}\n{table}");
     let rouge = |model: &str| s["open_ended"]["test"][model]["rouge_l"].as_f64().unwrap_or_else(|| panic!("open_ended.test.{model}.rouge_l in {s}"));
