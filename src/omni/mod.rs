@@ -1,5 +1,6 @@
-//! The Qwen2.5-Omni thinker: configuration, text decoder, positions, prompts and generation.
-//! (The audio and vision towers join here.)
+//! The Qwen2.5-Omni thinker: configuration, text decoder, audio and vision towers, positions,
+//! prompts and generation. The Qwen2 / Qwen3 text causal LMs run on the same decoder, without
+//! towers.
 
 pub mod audio;
 pub mod config;
