@@ -268,7 +268,12 @@ fn mini_batch_step(
         let g = groups[gi];
         let answers: Vec<Vec<u32>> = mine.iter().map(|t| g.rollout.answers[t.answer].clone()).map(|a| if a.is_empty() { vec![0] } else { a }).collect();
         let pass = Pass { dropout_seed: Some(dropout_seed), ..Pass::TRAIN };
-        let lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?;
+        let mut lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?;
+        // Without an entropy bonus the entropy's graph (two [n, T, V] tensors) is not kept
+        // through the backward pass.
+        if cfg.loss.entropy_coef == 0.0 {
+            lp.entropy = lp.entropy.detach();
+        }
         let t = lp.logp.dim(1)?;
         let old: Vec<f32> = mine.iter().flat_map(|x| padded(&g.rollout.logprobs[x.answer], t)).collect();
         let old = Tensor::from_vec(old, (mine.len(), t), device)?.to_dtype(lp.logp.dtype())?;
