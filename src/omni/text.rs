@@ -290,12 +290,23 @@ impl Attention {
         })
     }
 
-    /// Qwen3's RMSNorm over each head of `[B, L, heads, hd]` (unchanged without one).
-    fn head_norm(&self, norm: &Option<RmsNorm>, xs: Tensor, pass: Pass) -> Result<Tensor> {
-        match norm {
-            Some(n) => n.apply(&xs, pass.differentiable),
-            None => Ok(xs),
-        }
+    /// Queries `[B, heads, L, hd]`, keys and values `[B, kv_heads, L, hd]` of `xs` `[B, L, H]`,
+    /// the queries and keys through Qwen3's per-head RMSNorm (when there is one) and the rotary.
+    fn project(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, pass: Pass) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, l, _) = xs.dims3()?;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |proj: &Linear, norm: &Option<RmsNorm>, n: usize| -> Result<Tensor> {
+            let x = proj.apply(xs, pass)?.reshape((b, l, n, hd))?;
+            let x = match norm {
+                Some(norm) => norm.apply(&x, pass.differentiable)?,
+                None => x,
+            };
+            rotary(&x.transpose(1, 2)?, cos, sin, pass.differentiable)
+        };
+        let q = heads(&self.q_proj, &self.q_norm, nh)?;
+        let k = heads(&self.k_proj, &self.k_norm, nkv)?;
+        let v = self.v_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        Ok((q, k, v))
     }
 
     /// `xs`: [B, L, H]; `cos`/`sin`: [B, L, hd/2]; `mask`: additive [B, 1, L, past + L].
@@ -312,11 +323,7 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((b, l, nh, hd))?, pass)?.transpose(1, 2)?;
-        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?, pass)?.transpose(1, 2)?;
-        let v = self.v_proj.apply(xs, pass)?.reshape((b, l, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let q = rotary(&q, cos, sin, pass.differentiable)?;
-        let k = rotary(&k, cos, sin, pass.differentiable)?;
+        let (q, k, v) = self.project(xs, cos, sin, pass)?;
         let (k, v) = cache.append(layer, k, v)?;
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;
@@ -355,11 +362,8 @@ impl Attention {
         }
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let g = nh / nkv;
-        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((r, 1, nh, hd))?, pass)?.transpose(1, 2)?;
-        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?, pass)?.transpose(1, 2)?;
-        let v = self.v_proj.apply(xs, pass)?.reshape((r, 1, nkv, hd))?.transpose(1, 2)?;
-        let q = rotary(&q, cos, sin, pass.differentiable)?.reshape((r, nkv, g, hd))?;
-        let k = rotary(&k, cos, sin, pass.differentiable)?;
+        let (q, k, v) = self.project(xs, cos, sin, pass)?;
+        let q = q.reshape((r, nkv, g, hd))?;
         let (ks, vs) = suffix.append(layer, &k, &v)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let acc = accumulation_dtype(v.dtype());
@@ -396,11 +400,7 @@ impl Attention {
         let (n, t, _) = xs.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let g = nh / nkv;
-        let q = self.head_norm(&self.q_norm, self.q_proj.apply(xs, pass)?.reshape((n, t, nh, hd))?, pass)?.transpose(1, 2)?;
-        let k = self.head_norm(&self.k_norm, self.k_proj.apply(xs, pass)?.reshape((n, t, nkv, hd))?, pass)?.transpose(1, 2)?;
-        let v = self.v_proj.apply(xs, pass)?.reshape((n, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        let q = rotary(&q, cos, sin, pass.differentiable)?;
-        let k = rotary(&k, cos, sin, pass.differentiable)?;
+        let (q, k, v) = self.project(xs, cos, sin, pass)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let acc = accumulation_dtype(v.dtype());
         // The shared prompt: queries [n, kv, g, T, hd] -> [1, kv, n*g*T, hd] against its keys.
