@@ -2,12 +2,15 @@
 //! Qwen2.5-Omni-3B-shaped decoder cut to 2 layers (hidden 2048, 16 heads, 2 KV heads,
 //! intermediate 11008, the checkpoint's vocabulary 151 936), LoRA rank 16 on all seven projections, f32 on
 //! the CPU, random weights: one prompt of PROMPT tokens and ANSWERS answers of TOKENS tokens each
-//! (defaults 2048, 4, 256: the issue's bench shape), in micro-batches of MICRO answers (0 = all).
+//! (defaults 2048, 4, 256: the issue's bench shape), in micro-batches of MICRO answers (0 = all),
+//! with gradient checkpointing when CKPT is 1 (the default; each decoder layer recomputed in the
+//! backward pass, the logits made `--logits-chunk` 512 tokens at a time) or the whole graph kept
+//! when it is 0.
 //! The peak is the process's resident high-water mark during the update alone (reset with
 //! `/proc/self/clear_refs` after loading and prefilling; Linux), printed with the time as one JSON
 //! line. One measurement per process.
 //!
-//!   cargo run --release --example update_memory [-- PROMPT ANSWERS TOKENS MICRO]
+//!   cargo run --release --example update_memory [-- PROMPT ANSWERS TOKENS MICRO CKPT]
 
 use candle_core::{DType, Device};
 use std::path::Path;
@@ -26,7 +29,7 @@ fn rss_kb(field: &str) -> u64 {
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are integers")).collect();
     let arg = |i: usize, default: usize| args.get(i).copied().unwrap_or(default);
-    let (prompt_len, n, tokens, micro) = (arg(0, 2048), arg(1, 4), arg(2, 256), arg(3, 0));
+    let (prompt_len, n, tokens, micro, ckpt) = (arg(0, 2048), arg(1, 4), arg(2, 256), arg(3, 0), arg(4, 1) == 1);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
     let mut cfg = ThinkerConfig::from_file(&path).unwrap();
     (cfg.audio, cfg.vision) = (None, None);
@@ -44,7 +47,13 @@ fn main() {
     let logprobs = answers.iter().map(|a| vec![-12.0f32; a.len()]).collect();
     let rollout = Rollout { context, answers, logprobs, finish: vec![ttrav::omni::generate::FinishReason::Length; n] };
     let rewards: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
-    let ucfg = UpdateConfig { advantage: AdvantageKind::Grpo, filter_equal_rewards: false, micro_batch: micro, ..Default::default() };
+    let ucfg = UpdateConfig {
+        advantage: AdvantageKind::Grpo,
+        filter_equal_rewards: false,
+        micro_batch: micro,
+        gradient_checkpointing: ckpt,
+        ..Default::default()
+    };
     let before_kb = rss_kb("VmRSS:");
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak (Linux)");
     let start = Instant::now();
@@ -54,7 +63,7 @@ fn main() {
     let peak_kb = rss_kb("VmHWM:");
     assert!(stats.skipped.is_none() && stats.grad_norm > 0.0, "{stats:?}");
     println!(
-        "{{\"prompt\": {prompt_len}, \"answers\": {n}, \"tokens\": {tokens}, \"micro_batch\": {micro}, \"seconds\": {seconds:.2}, \
+        "{{\"prompt\": {prompt_len}, \"answers\": {n}, \"tokens\": {tokens}, \"micro_batch\": {micro}, \"checkpointing\": {ckpt}, \"seconds\": {seconds:.2}, \
          \"rss_before_gb\": {:.2}, \"peak_gb\": {:.2}, \"update_peak_over_before_gb\": {:.2}}}",
         before_kb as f64 / 1048576.0,
         peak_kb as f64 / 1048576.0,

@@ -204,6 +204,14 @@ fn reward_options_reach_adapt_and_bad_values_are_errors() {
     let out = dir.path().join("g");
     ok(&adapt(&data, &out, &["--micro-batch", "1", "--steps", "1"]));
     assert_eq!(config_json(&out)["micro_batch"], 1);
+    assert_eq!(config_json(&out)["gradient_checkpointing"], true, "on by default");
+    assert_eq!(config_json(&out)["logits_chunk"], 512);
+    let err = failed(&adapt(&data, &dir.path().join("h"), &["--logits-chunk", "0"]));
+    assert!(err.contains("--logits-chunk must be at least 1"), "{err}");
+    let out = dir.path().join("i");
+    ok(&adapt(&data, &out, &["--gradient-checkpointing", "false", "--logits-chunk", "7", "--steps", "1"]));
+    assert_eq!(config_json(&out)["gradient_checkpointing"], false);
+    assert_eq!(config_json(&out)["logits_chunk"], 7);
 }
 
 #[test]

@@ -618,21 +618,91 @@ impl TextDecoder {
         answer_mask: Option<&Tensor>,
         pass: Pass,
     ) -> Result<(Tensor, Tensor)> {
-        let lp = prompt.dim(1)?;
-        let prompt_mask = attention_mask(&[vec![true; lp]], lp, prompt.device())?;
-        let mut cache = self.new_cache();
+        let ctx = ContinuationInputs { prompt_rope, answer_rope, answer_mask, pass };
         let (mut xp, mut xa) = (prompt.clone(), answers.clone());
-        for (i, layer) in self.layers.iter().enumerate() {
-            xp = layer.forward(&xp, pass, |normed| {
-                layer.self_attn.forward(normed, &prompt_rope.0, &prompt_rope.1, prompt_mask.as_ref(), &mut cache, i, pass)
-            })?;
-            let shared = cache.layer(i).ok_or_else(|| candle_core::Error::Msg(format!("the prompt left no keys at layer {i}")))?;
-            xa = layer.forward(&xa, pass, |normed| {
-                layer.self_attn.forward_continuations(normed, &answer_rope.0, &answer_rope.1, shared, answer_mask, pass)
-            })?;
+        for i in 0..self.layers.len() {
+            (xp, xa) = self.continuation_layer(i, &xp, &xa, &ctx)?;
         }
+        self.continuation_heads(&xp, &xa, pass)
+    }
+
+    /// The final norm of [`Self::forward_continuations`]: the prompt's last token `[1, 1, H]`
+    /// and the answers `[n, T, H]`, from the last layer's outputs.
+    pub fn continuation_heads(&self, xp: &Tensor, xa: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let lp = xp.dim(1)?;
         let last = self.norm.apply(&xp.narrow(1, lp - 1, 1)?, pass.differentiable)?;
-        Ok((last, self.norm.apply(&xa, pass.differentiable)?))
+        Ok((last, self.norm.apply(xa, pass.differentiable)?))
+    }
+
+    /// Layer `i` of [`Self::forward_continuations`]: the prompt's tokens (`xp`, `[1, Lp, H]`),
+    /// then the answers (`xa`) against the prompt's keys and values of this layer.
+    fn continuation_layer(&self, i: usize, xp: &Tensor, xa: &Tensor, ctx: &ContinuationInputs) -> Result<(Tensor, Tensor)> {
+        let layer = &self.layers[i];
+        let lp = xp.dim(1)?;
+        let prompt_mask = attention_mask(&[vec![true; lp]], lp, xp.device())?;
+        let mut cache = KvCache::new(self.layers.len());
+        let (pc, ps) = ctx.prompt_rope;
+        let xp = layer.forward(xp, ctx.pass, |normed| layer.self_attn.forward(normed, pc, ps, prompt_mask.as_ref(), &mut cache, i, ctx.pass))?;
+        let shared = cache.layer(i).ok_or_else(|| candle_core::Error::Msg(format!("the prompt left no keys at layer {i}")))?;
+        let (ac, as_) = ctx.answer_rope;
+        let xa = layer.forward(xa, ctx.pass, |normed| layer.self_attn.forward_continuations(normed, ac, as_, shared, ctx.answer_mask, ctx.pass))?;
+        Ok((xp, xa))
+    }
+
+    /// [`Self::forward_continuations`] without a graph, keeping what a layer-by-layer backward
+    /// ([`Self::backward_continuations`]) recomputes from: each layer's inputs (prompt and
+    /// answers), and the last layer's outputs (pre-norm). Each layer's activations are freed as
+    /// soon as its outputs are known, so the forward holds one layer's worth at a time.
+    pub fn forward_continuations_kept(
+        &self,
+        prompt: &Tensor,
+        prompt_rope: &(Tensor, Tensor),
+        answers: &Tensor,
+        answer_rope: &(Tensor, Tensor),
+        answer_mask: Option<&Tensor>,
+        pass: Pass,
+    ) -> Result<LayerInputs> {
+        let ctx = ContinuationInputs { prompt_rope, answer_rope, answer_mask, pass };
+        let mut states = vec![(prompt.detach(), answers.detach())];
+        for i in 0..self.layers.len() {
+            let (xp, xa) = &states[i];
+            let (xp, xa) = self.continuation_layer(i, xp, xa, &ctx)?;
+            states.push((xp.detach(), xa.detach()));
+        }
+        Ok(LayerInputs { states })
+    }
+
+    /// Back-propagates through the layers of a [`Self::forward_continuations_kept`] run,
+    /// recomputing one layer at a time from its kept inputs (activation checkpointing per
+    /// decoder layer): `grad` is the gradient of the last layer's outputs (prompt, answers); for
+    /// each layer, from the last, the layer is rerun with its inputs as variables and
+    /// `sum(outputs * grad)` is back-propagated, which gives that layer's parameter gradients
+    /// (handed to `collect`) and the gradient of its inputs (the next `grad`). Returns the
+    /// gradient of the first layer's inputs. Peak memory: one layer's activations and graph.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_continuations(
+        &self,
+        kept: &LayerInputs,
+        prompt_rope: &(Tensor, Tensor),
+        answer_rope: &(Tensor, Tensor),
+        answer_mask: Option<&Tensor>,
+        pass: Pass,
+        grad: (Tensor, Tensor),
+        mut collect: impl FnMut(&candle_core::backprop::GradStore) -> Result<()>,
+    ) -> Result<(Tensor, Tensor)> {
+        let ctx = ContinuationInputs { prompt_rope, answer_rope, answer_mask, pass };
+        let (mut gp, mut ga) = grad;
+        for i in (0..self.layers.len()).rev() {
+            let (xp, xa) = &kept.states[i];
+            let (vp, va) = (candle_core::Var::from_tensor(xp)?, candle_core::Var::from_tensor(xa)?);
+            let (op, oa) = self.continuation_layer(i, vp.as_tensor(), va.as_tensor(), &ctx)?;
+            let surrogate = ((op * &gp)?.sum_all()?.to_dtype(DType::F64)? + (oa * &ga)?.sum_all()?.to_dtype(DType::F64)?)?;
+            let grads = surrogate.backward()?;
+            collect(&grads)?;
+            gp = grads.get(vp.as_tensor()).cloned().map_or_else(|| xp.zeros_like(), Ok)?;
+            ga = grads.get(va.as_tensor()).cloned().map_or_else(|| xa.zeros_like(), Ok)?;
+        }
+        Ok((gp, ga))
     }
 
     pub fn new_suffix_cache(&self) -> SuffixCache {
@@ -662,6 +732,34 @@ impl TextDecoder {
             out.push((format!("{mlp}.down_proj"), "down_proj", &mut m.down_proj));
         }
         out
+    }
+}
+
+/// What every layer of a shared-prompt forward reads besides its inputs.
+struct ContinuationInputs<'a> {
+    prompt_rope: &'a (Tensor, Tensor),
+    answer_rope: &'a (Tensor, Tensor),
+    answer_mask: Option<&'a Tensor>,
+    pass: Pass,
+}
+
+/// The inputs (prompt `[1, Lp, H]`, answers `[n, T, H]`) of every layer of a shared-prompt
+/// forward, and after them the last layer's outputs, without a graph
+/// ([`TextDecoder::forward_continuations_kept`]).
+#[derive(Debug, Clone)]
+pub struct LayerInputs {
+    states: Vec<(Tensor, Tensor)>,
+}
+
+impl LayerInputs {
+    /// The last layer's outputs (prompt, answers), before the final norm.
+    pub fn last(&self) -> &(Tensor, Tensor) {
+        self.states.last().expect("at least the inputs")
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.states.iter().map(|(p, a)| tensor_bytes(p) + tensor_bytes(a)).sum()
     }
 }
 

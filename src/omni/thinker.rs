@@ -10,7 +10,7 @@ use crate::omni::audio::AudioTower;
 use crate::omni::config::ThinkerConfig;
 use crate::omni::rope::{MediaLayout, PositionIds, PositionTokens};
 use crate::omni::vision::VisionTower;
-use crate::omni::text::{attention_mask, GroupLayout, KvCache, SuffixCache, TextDecoder};
+use crate::omni::text::{accumulation_dtype, attention_mask, GroupLayout, KvCache, LayerInputs, SuffixCache, TextDecoder};
 use anyhow::{bail, Context, Result};
 use crate::nn::Pass;
 use candle_core::{DType, Device, Tensor, Var};
@@ -679,7 +679,8 @@ impl Thinker {
     /// (unpadded) answer tokens. Logits are divided by `temperature` first. The prompt runs once
     /// for all the answers, which read its keys and values from one copy
     /// ([`TextDecoder::forward_continuations`]); the result equals running each prompt + answer
-    /// on its own.
+    /// on its own. The whole graph is kept: see [`Self::answer_logprobs_kept`] for the update
+    /// that recomputes it a layer at a time.
     pub fn answer_logprobs(
         &self,
         prompt: &PromptContext,
@@ -687,6 +688,108 @@ impl Thinker {
         temperature: f32,
         pass: Pass,
     ) -> Result<AnswerLogprobs> {
+        let x = self.continuation_inputs(prompt, answers)?;
+        let (prompt_last, hidden) = self.text.forward_continuations(
+            &prompt.embeds.detach(),
+            &x.prompt_rope,
+            &self.text.embed(&x.ids)?,
+            &x.answer_rope,
+            x.answer_mask.as_ref(),
+            pass,
+        )?;
+        let (logp, entropy) = self.answer_head(&prompt_last, &hidden, &x.ids, 0, x.t, temperature)?;
+        Ok(AnswerLogprobs { logp, entropy, mask: x.mask })
+    }
+
+    /// [`Self::answer_logprobs`] without a graph (values only), keeping what
+    /// [`Self::backward_answer_logprobs`] needs to back-propagate through it later one decoder
+    /// layer at a time: the inputs of every layer ([`LayerInputs`]). The full-vocabulary logits
+    /// are made `logits_chunk` answer tokens at a time (all the answers' tokens counted), so they
+    /// never exist for all the tokens at once.
+    pub fn answer_logprobs_kept(
+        &self,
+        prompt: &PromptContext,
+        answers: &[Vec<u32>],
+        temperature: f32,
+        pass: Pass,
+        logits_chunk: usize,
+    ) -> Result<(AnswerLogprobs, KeptForward)> {
+        let x = self.continuation_inputs(prompt, answers)?;
+        let kept = self.text.forward_continuations_kept(
+            &prompt.embeds,
+            &x.prompt_rope,
+            &self.text.embed(&x.ids)?.detach(),
+            &x.answer_rope,
+            x.answer_mask.as_ref(),
+            pass,
+        )?;
+        let (xp, xa) = kept.last();
+        let (prompt_last, hidden) = self.text.continuation_heads(xp, xa, pass)?;
+        let cols = token_chunk_columns(logits_chunk, answers.len());
+        let (mut logp, mut entropy) = (Vec::new(), Vec::new());
+        for k0 in (0..x.t).step_by(cols) {
+            let k1 = (k0 + cols).min(x.t);
+            let (l, e) = self.answer_head(&prompt_last, &hidden, &x.ids, k0, k1, temperature)?;
+            logp.push(l.detach());
+            entropy.push(e.detach());
+        }
+        let values = AnswerLogprobs { logp: Tensor::cat(&logp, 1)?, entropy: Tensor::cat(&entropy, 1)?, mask: x.mask.clone() };
+        Ok((values, KeptForward { inputs: x, layers: kept, temperature, pass, cols }))
+    }
+
+    /// The backward pass of an [`Self::answer_logprobs_kept`] forward, given the gradient of
+    /// the loss with respect to its log-probabilities (`grad_logp`, `[n, T]`) and, when the
+    /// loss uses them, its entropies: the head (final norm, lm_head, log-softmax) runs again a
+    /// token chunk at a time, then each decoder layer is recomputed from its kept inputs, from
+    /// the last, and back-propagated on its own (see [`TextDecoder::backward_continuations`]),
+    /// then the answers' embeddings. `collect` receives each piece's gradients; together they
+    /// are the gradients of the whole forward (the prompt's embeddings, which come from the
+    /// rollout, get none).
+    pub fn backward_answer_logprobs(
+        &self,
+        kept: &KeptForward,
+        grad_logp: &Tensor,
+        grad_entropy: Option<&Tensor>,
+        mut collect: impl FnMut(&candle_core::backprop::GradStore) -> candle_core::Result<()>,
+    ) -> Result<()> {
+        let x = &kept.inputs;
+        let (xp, xa) = kept.layers.last();
+        let (vp, va) = (Var::from_tensor(xp)?, Var::from_tensor(xa)?);
+        let (mut gp, mut ga) = (xp.zeros_like()?, xa.zeros_like()?);
+        for k0 in (0..x.t).step_by(kept.cols) {
+            let k1 = (k0 + kept.cols).min(x.t);
+            let (prompt_last, hidden) = self.text.continuation_heads(vp.as_tensor(), va.as_tensor(), kept.pass)?;
+            let (logp, entropy) = self.answer_head(&prompt_last, &hidden, &x.ids, k0, k1, kept.temperature)?;
+            let mut surrogate = (logp * grad_logp.narrow(1, k0, k1 - k0)?)?.sum_all()?;
+            if let Some(ge) = grad_entropy {
+                surrogate = (surrogate + (entropy * ge.narrow(1, k0, k1 - k0)?)?.sum_all()?)?;
+            }
+            let grads = surrogate.backward()?;
+            collect(&grads)?;
+            if let Some(g) = grads.get(vp.as_tensor()) {
+                gp = (gp + g)?;
+            }
+            if let Some(g) = grads.get(va.as_tensor()) {
+                ga = (ga + g)?;
+            }
+        }
+        let (_, ga) = self.text.backward_continuations(
+            &kept.layers,
+            &x.prompt_rope,
+            &x.answer_rope,
+            x.answer_mask.as_ref(),
+            kept.pass,
+            (gp, ga),
+            &mut collect,
+        )?;
+        // Trainable embeddings (full fine-tuning of every tensor) take the first layer's.
+        let embeds = self.text.embed(&x.ids)?;
+        Ok(collect(&(embeds * ga)?.sum_all()?.backward()?)?)
+    }
+
+    /// The ids, rotary tables and masks of `answers` after `prompt`, as the shared-prompt
+    /// forward takes them.
+    fn continuation_inputs(&self, prompt: &PromptContext, answers: &[Vec<u32>]) -> Result<ContinuationBatch> {
         let n = answers.len();
         let t = answers.iter().map(|a| a.len()).max().unwrap_or(0);
         if n == 0 || t == 0 {
@@ -696,7 +799,6 @@ impl Thinker {
         let pad = 0u32;
         let ids: Vec<u32> = answers.iter().flat_map(|a| a.iter().copied().chain(std::iter::repeat(pad).take(t - a.len()))).collect();
         let ids = Tensor::from_vec(ids, (n, t), &self.device)?;
-        let answer_embeds = self.text.embed(&ids)?;
         // Positions: the prompt's (3-D), then the answers continuing from the prompt.
         let mut pos = vec![0i64; 3 * lp];
         for row in 0..3 {
@@ -713,24 +815,66 @@ impl Thinker {
         let answer_rope = rotary.cos_sin(&answer_positions, self.dtype, &self.device)?;
         let key_valid: Vec<Vec<bool>> = answers.iter().map(|a| (0..t).map(|k| k < a.len()).collect()).collect();
         let answer_mask = attention_mask(&key_valid, t, &self.device)?;
-        let (prompt_last, hidden) = self.text.forward_continuations(
-            &prompt.embeds.detach(),
-            &prompt_rope,
-            &answer_embeds,
-            &answer_rope,
-            answer_mask.as_ref(),
-            pass,
-        )?;
-        // The prompt's last token predicts answer token 0; answer token k - 1 predicts token k.
-        let predicting = Tensor::cat(&[&prompt_last.broadcast_as((n, 1, prompt_last.dim(2)?))?, &hidden.narrow(1, 0, t - 1)?], 1)?;
+        let mask: Vec<f32> = answers.iter().flat_map(|a| (0..t).map(move |k| if k < a.len() { 1.0 } else { 0.0 })).collect();
+        let mask = Tensor::from_vec(mask, (n, t), &self.device)?.to_dtype(accumulation_dtype(self.dtype))?;
+        Ok(ContinuationBatch { ids, t, prompt_rope, answer_rope, answer_mask, mask })
+    }
+
+    /// Log-probabilities and entropies `[n, k1 - k0]` of answer tokens `k0..k1`, from the
+    /// final-normed hidden states of the prompt's last token and of the answers: the prompt's
+    /// last token predicts answer token 0, answer token k - 1 predicts token k.
+    fn answer_head(&self, prompt_last: &Tensor, hidden: &Tensor, ids: &Tensor, k0: usize, k1: usize, temperature: f32) -> Result<(Tensor, Tensor)> {
+        let n = hidden.dim(0)?;
+        let predicting = if k0 == 0 {
+            let first = prompt_last.broadcast_as((n, 1, prompt_last.dim(2)?))?;
+            if k1 == 1 {
+                first.contiguous()?
+            } else {
+                Tensor::cat(&[&first, &hidden.narrow(1, 0, k1 - 1)?], 1)?
+            }
+        } else {
+            hidden.narrow(1, k0 - 1, k1 - k0)?
+        };
         let logits = (self.text.logits(&predicting)? / temperature as f64)?;
         let logp_all = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-        let logp = logp_all.gather(&ids.unsqueeze(2)?, 2)?.squeeze(2)?;
+        let logp = logp_all.gather(&ids.narrow(1, k0, k1 - k0)?.contiguous()?.unsqueeze(2)?, 2)?.squeeze(2)?;
         let entropy = (logp_all.exp()? * &logp_all)?.sum(candle_core::D::Minus1)?.neg()?;
-        let mask: Vec<f32> = answers.iter().flat_map(|a| (0..t).map(move |k| if k < a.len() { 1.0 } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (n, t), &self.device)?.to_dtype(logp.dtype())?;
-        Ok(AnswerLogprobs { logp, entropy, mask })
+        Ok((logp, entropy))
     }
+}
+
+/// Answer ids `[n, T]` (right-padded), the rotary tables of the prompt and of the answers, the
+/// answers' causal mask, and the `[n, T]` mask of real tokens.
+pub struct ContinuationBatch {
+    ids: Tensor,
+    t: usize,
+    prompt_rope: (Tensor, Tensor),
+    answer_rope: (Tensor, Tensor),
+    answer_mask: Option<Tensor>,
+    mask: Tensor,
+}
+
+/// What [`Thinker::answer_logprobs_kept`] keeps for [`Thinker::backward_answer_logprobs`].
+pub struct KeptForward {
+    inputs: ContinuationBatch,
+    layers: LayerInputs,
+    temperature: f32,
+    pass: Pass,
+    /// Answer tokens (columns) per head chunk.
+    cols: usize,
+}
+
+impl KeptForward {
+    /// Bytes of the kept layer inputs.
+    pub fn bytes(&self) -> usize {
+        self.layers.bytes()
+    }
+}
+
+/// Columns of `[n, T]` answer tokens per chunk so that a chunk holds about `chunk_tokens` tokens
+/// (at least one column).
+fn token_chunk_columns(chunk_tokens: usize, n: usize) -> usize {
+    (chunk_tokens / n.max(1)).max(1)
 }
 
 /// Reads a safetensors header so that a truncated or corrupt file gives an error naming it

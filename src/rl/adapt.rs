@@ -157,6 +157,19 @@ pub struct AdaptConfig {
     /// question's trained answers in the mini-batch at once.
     #[arg(long, value_name = "N")]
     pub micro_batch: Option<usize>,
+    /// Recompute each decoder layer in the update's backward pass instead of keeping the whole
+    /// graph (verl's enable_gradient_checkpointing, on in OP-TTRAV's scripts): the update holds
+    /// one layer's activations and graph plus every layer's inputs, for about one more forward
+    /// of compute; the gradients are the same. `--gradient-checkpointing false` keeps the graph.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_parser = parse_flag)]
+    #[serde(default = "default_true")]
+    pub gradient_checkpointing: bool,
+    /// Answer tokens (all of a micro-batch's answers counted) whose full-vocabulary logits the
+    /// update makes at once under gradient checkpointing; fewer bound its memory, the result is
+    /// the same.
+    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    #[serde(default = "default_logits_chunk")]
+    pub logits_chunk: usize,
     #[arg(long, default_value_t = 16)]
     pub lora_rank: usize,
     #[arg(long, default_value_t = 32.0)]
@@ -212,6 +225,14 @@ impl AdaptConfig {
         let matches = cmd.try_get_matches_from(flags.iter().map(|f| f.as_ref())).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self::from_arg_matches(&matches)?)
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_logits_chunk() -> usize {
+    512
 }
 
 fn default_vote_round() -> usize {
@@ -469,6 +490,9 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
     if cfg.questions_per_step == 0 || cfg.ppo_epochs == 0 {
         bail!("--questions-per-step and --ppo-epochs must be at least 1");
     }
+    if cfg.logits_chunk == 0 {
+        bail!("--logits-chunk must be at least 1 token");
+    }
     match cfg.micro_batch {
         Some(0) => bail!("--micro-batch must be at least 1 (leave it out to run all of a question's answers at once)"),
         Some(m) if m > cfg.n_samples => {
@@ -593,6 +617,8 @@ fn set_up(cfg: AdaptConfig, resume: Option<&Path>, allow_changes: bool, device: 
         mini_batch_size: cfg.mini_batch_size,
         micro_batch: cfg.micro_batch.unwrap_or(0),
         response_len: cfg.max_response_tokens,
+        gradient_checkpointing: cfg.gradient_checkpointing,
+        logits_chunk: cfg.logits_chunk,
     };
     Ok((Run { cfg, thinker, processor, items: dataset.items, mode, encoder, trainable, opt, state, schedule, gen, update }, resume))
 }

@@ -136,6 +136,14 @@ pub struct UpdateConfig {
     /// The length answers count as padded to (verl's response length), for
     /// seq-mean-token-sum-norm.
     pub response_len: usize,
+    /// Recompute each decoder layer in the backward pass instead of keeping the whole graph
+    /// (verl's `enable_gradient_checkpointing`): the forward keeps only every layer's inputs,
+    /// the backward reruns one layer at a time, and the full-vocabulary logits exist for
+    /// `logits_chunk` tokens at a time. Same gradients, about one more forward of compute.
+    pub gradient_checkpointing: bool,
+    /// Answer tokens (all of a micro-batch's answers together) whose full-vocabulary logits are
+    /// made at once under gradient checkpointing.
+    pub logits_chunk: usize,
 }
 
 impl Default for UpdateConfig {
@@ -151,6 +159,8 @@ impl Default for UpdateConfig {
             mini_batch_size: 0,
             micro_batch: 0,
             response_len: 512,
+            gradient_checkpointing: false,
+            logits_chunk: 512,
         }
     }
 }
@@ -214,7 +224,12 @@ pub fn update(thinker: &Thinker, opt: &mut AdamW, groups: &[TrainGroup], cfg: &U
                 return Ok(None);
             }
             let answers: Vec<Vec<u32>> = g.chosen.iter().map(|&i| g.rollout.answers[i].clone()).collect();
-            Ok(Some(thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, Pass::BASE)?.logp.detach()))
+            let context = &g.rollout.context;
+            Ok(Some(if cfg.gradient_checkpointing {
+                thinker.answer_logprobs_kept(context, &answers, cfg.temperature, Pass::BASE, cfg.logits_chunk)?.0.logp
+            } else {
+                thinker.answer_logprobs(context, &answers, cfg.temperature, Pass::BASE)?.logp.detach()
+            }))
         })
         .collect::<Result<_>>()?;
     let mb = if cfg.mini_batch_size == 0 { trained.len() } else { cfg.mini_batch_size };
@@ -255,7 +270,15 @@ fn mini_batch_step(
     let lens: Vec<usize> = batch.iter().map(|t| groups[t.group].rollout.answers[t.answer].len().max(1)).collect();
     let scale = AggScale { tokens: lens.iter().sum::<usize>() as f64, sequences: batch.len() as f64, response_len: cfg.response_len as f64 };
     let device = thinker.device();
-    let mut grads: Option<Vec<Tensor>> = None;
+    let mut grads: Vec<Tensor> = opt.params.iter().map(|(_, p)| p.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
+    let mut add_grads = |store: &candle_core::backprop::GradStore| -> candle_core::Result<()> {
+        for (acc, (_, p)) in grads.iter_mut().zip(&opt.params) {
+            if let Some(g) = store.get(p.as_tensor()) {
+                *acc = (&*acc + g)?;
+            }
+        }
+        Ok(())
+    };
     let (mut total, mut parts) = (0.0, LossParts::default());
     let mut order: Vec<usize> = batch.iter().map(|t| t.group).collect();
     order.dedup();
@@ -268,12 +291,23 @@ fn mini_batch_step(
         let g = groups[gi];
         let answers: Vec<Vec<u32>> = mine.iter().map(|t| g.rollout.answers[t.answer].clone()).map(|a| if a.is_empty() { vec![0] } else { a }).collect();
         let pass = Pass { dropout_seed: Some(dropout_seed), ..Pass::TRAIN };
-        let mut lp = thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?;
-        // Without an entropy bonus the entropy's graph (two [n, T, V] tensors) is not kept
-        // through the backward pass.
-        if cfg.loss.entropy_coef == 0.0 {
-            lp.entropy = lp.entropy.detach();
-        }
+        // With checkpointing the log-probs come without a graph and the loss is differentiated
+        // with respect to them (leaf variables) first; else the whole graph is kept.
+        let (lp, kept) = if cfg.gradient_checkpointing {
+            let (values, kept) = thinker.answer_logprobs_kept(&g.rollout.context, &answers, cfg.temperature, pass, cfg.logits_chunk)?;
+            (values, Some(kept))
+        } else {
+            (thinker.answer_logprobs(&g.rollout.context, &answers, cfg.temperature, pass)?, None)
+        };
+        let logp = candle_core::Var::from_tensor(&lp.logp)?;
+        let entropy = candle_core::Var::from_tensor(&lp.entropy)?;
+        let (logp_in, entropy_in) = match kept {
+            Some(_) => (logp.as_tensor().clone(), entropy.as_tensor().clone()),
+            // Without an entropy bonus the entropy's graph (two [n, T, V] tensors) is not kept
+            // through the backward pass.
+            None if cfg.loss.entropy_coef == 0.0 => (lp.logp.clone(), lp.entropy.detach()),
+            None => (lp.logp.clone(), lp.entropy.clone()),
+        };
         let t = lp.logp.dim(1)?;
         let old: Vec<f32> = mine.iter().flat_map(|x| padded(&g.rollout.logprobs[x.answer], t)).collect();
         let old = Tensor::from_vec(old, (mine.len(), t), device)?.to_dtype(lp.logp.dtype())?;
@@ -283,7 +317,7 @@ fn mini_batch_step(
             Some(r) => Some(r.index_select(&Tensor::from_vec(chosen_pos, mine.len(), device)?, 0)?.narrow(1, 0, t)?),
             None => None,
         };
-        let inputs = LossInputs { logp: &lp.logp, old_logp: &old, advantages: &adv, mask: &lp.mask, ref_logp: reference.as_ref(), entropy: Some(&lp.entropy) };
+        let inputs = LossInputs { logp: &logp_in, old_logp: &old, advantages: &adv, mask: &lp.mask, ref_logp: reference.as_ref(), entropy: Some(&entropy_in) };
         let (l, p) = loss(&cfg.loss, &inputs, &scale)?;
         let value = l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
@@ -291,18 +325,19 @@ fn mini_batch_step(
         }
         total += value;
         add_parts(&mut parts, &p);
-        let step_grads = l.backward()?;
-        let these: Vec<Tensor> = opt
-            .params
-            .iter()
-            .map(|(_, p)| step_grads.get(p.as_tensor()).cloned().map_or_else(|| p.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        grads = Some(match grads {
-            None => these,
-            Some(acc) => acc.iter().zip(&these).map(|(a, b)| a + b).collect::<candle_core::Result<Vec<_>>>()?,
-        });
+        let loss_grads = l.backward()?;
+        match kept {
+            None => add_grads(&loss_grads)?,
+            Some(kept) => {
+                let g_logp = loss_grads.get(logp.as_tensor()).cloned().map_or_else(|| lp.logp.zeros_like(), Ok)?;
+                let g_entropy = if cfg.loss.entropy_coef == 0.0 { None } else { loss_grads.get(entropy.as_tensor()).cloned() };
+                thinker.backward_answer_logprobs(&kept, &g_logp, g_entropy.as_ref(), &mut add_grads)?;
+            }
+        }
     }
-    let Some(grads) = grads else { bail!("an empty mini-batch") };
+    if batch.is_empty() {
+        bail!("an empty mini-batch");
+    }
     Ok(match opt.step(&grads, cfg.grad_clip) {
         Ok((norm, lr)) => Ok((total, parts, norm, lr)),
         Err(e) => Err(e.to_string()),
