@@ -363,10 +363,180 @@ pub fn repeat_kv(xs: &Tensor, n_rep: usize) -> Result<Tensor> {
     xs.unsqueeze(2)?.expand((b, kv, n_rep, l, d))?.reshape((b, kv * n_rep, l, d))
 }
 
+/// Elements of one query block's `[B, heads, block, Lk]` scores in [`blockwise_attention`]
+/// (64 Mi: 256 MB in f32).
+const ATTENTION_BLOCK_ELEMENTS: usize = 1 << 26;
+
+/// Differentiable softmax attention `softmax(q k^T * scale + mask) v` (`q`: `[B, h, Lq, d]`,
+/// `k`, `v`: `[B, h, Lk, d]`, `mask`: additive `[B, 1, Lq, Lk]`; scores and softmax in the
+/// accumulation dtype, the result in `v`'s) that never holds the `[B, h, Lq, Lk]` scores: the
+/// value is computed a block of query rows at a time without a graph, and the gradient goes
+/// through [`AttentionGradient`], whose backward recomputes each block's probabilities (the
+/// standard attention backward, as in FlashAttention: `dV = P^T dO`, `dS = P * (dO V^T -
+/// rowsum(dO * O))`, `dQ = dS K scale`, `dK = dS^T Q scale`). `block` is the number of query rows
+/// per block (0: as many as fit in 64 Mi score elements).
+pub fn blockwise_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64, block: usize) -> Result<Tensor> {
+    let (b, h, lq, _) = q.dims4()?;
+    let lk = k.dim(2)?;
+    let block = if block == 0 { (ATTENTION_BLOCK_ELEMENTS / (b * h * lk).max(1)).clamp(1, lq) } else { block.min(lq) };
+    let op = AttentionGradient { mask: mask.map(|m| m.detach()), scale, block, out: None };
+    let (qd, kd, vd) = (q.detach(), k.detach(), v.detach());
+    let mut blocks = Vec::new();
+    for q0 in (0..lq).step_by(block) {
+        let c = block.min(lq - q0);
+        let p = op.probabilities(&qd.narrow(2, q0, c)?, &kd, q0)?;
+        blocks.push(p.to_dtype(v.dtype())?.matmul(&vd)?);
+    }
+    let value = Tensor::cat(&blocks, 2)?;
+    if !(q.track_op() || k.track_op() || v.track_op()) {
+        return Ok(value);
+    }
+    let route = q.apply_op3(k, v, AttentionGradient { out: Some(value.clone()), ..op })?;
+    value + route
+}
+
+/// The gradient path of [`blockwise_attention`]: zeros forward (the value is added to it
+/// without a graph), the attention's backward a query block at a time.
+struct AttentionGradient {
+    mask: Option<Tensor>,
+    scale: f64,
+    block: usize,
+    /// The attention's value `[B, h, Lq, d]` (for `rowsum(dO * O)`).
+    out: Option<Tensor>,
+}
+
+impl AttentionGradient {
+    /// `softmax(q k^T * scale + mask)` for the query rows `q0..q0 + c` (`q`: those rows), in the
+    /// accumulation dtype.
+    fn probabilities(&self, q: &Tensor, k: &Tensor, q0: usize) -> Result<Tensor> {
+        let acc = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let s = (q.matmul(&k.t()?)? * self.scale)?.to_dtype(acc)?;
+        let s = match &self.mask {
+            Some(m) => s.broadcast_add(&m.narrow(2, q0, q.dim(2)?)?.to_dtype(acc)?)?,
+            None => s,
+        };
+        candle_nn::ops::softmax_last_dim(&s).or_else(|_| candle_nn::ops::softmax(&s, D::Minus1))
+    }
+
+    fn zeros<S>(&self, storage: &S, shape: candle_core::Shape) -> Result<(S, candle_core::Shape)>
+    where
+        S: candle_core::backend::BackendStorage,
+        S::Device: candle_core::backend::BackendDevice<Storage = S>,
+    {
+        use candle_core::backend::BackendDevice;
+        Ok((storage.device().zeros_impl(&shape, storage.dtype())?, shape))
+    }
+
+    /// `[B, h, Lq, d_v]` from the queries' and values' layouts.
+    fn output_shape(q: &candle_core::Layout, v: &candle_core::Layout) -> candle_core::Shape {
+        let mut dims = q.shape().dims().to_vec();
+        if let (Some(last), Some(&dv)) = (dims.last_mut(), v.shape().dims().last()) {
+            *last = dv;
+        }
+        candle_core::Shape::from(dims)
+    }
+}
+
+impl candle_core::CustomOp3 for AttentionGradient {
+    fn name(&self) -> &'static str {
+        "blockwise-attention-gradient"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        _s2: &candle_core::CpuStorage,
+        _l2: &candle_core::Layout,
+        _s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        self.zeros(s1, Self::output_shape(l1, l3))
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &candle_core::Layout,
+        _s2: &candle_core::CudaStorage,
+        _l2: &candle_core::Layout,
+        _s3: &candle_core::CudaStorage,
+        l3: &candle_core::Layout,
+    ) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        self.zeros(s1, Self::output_shape(l1, l3))
+    }
+
+    fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let out = self.out.as_ref().ok_or_else(|| candle_core::Error::Msg("the attention's value was not kept".into()))?;
+        // No graph: the gradients must not keep the blocks' probabilities alive.
+        let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
+        let acc = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let (ka, va) = (k.to_dtype(acc)?, v.to_dtype(acc)?);
+        let lq = q.dim(2)?;
+        let (mut dk, mut dv) = (ka.zeros_like()?, va.zeros_like()?);
+        let mut dq = Vec::new();
+        for q0 in (0..lq).step_by(self.block) {
+            let c = self.block.min(lq - q0);
+            let qb = q.narrow(2, q0, c)?;
+            let p = self.probabilities(&qb, &k, q0)?;
+            let go = grad.narrow(2, q0, c)?.to_dtype(acc)?;
+            let ob = out.narrow(2, q0, c)?.to_dtype(acc)?;
+            dv = (dv + p.t()?.matmul(&go)?)?;
+            let dp = go.matmul(&va.t()?)?;
+            let rowsum = (&go * &ob)?.sum_keepdim(D::Minus1)?;
+            let ds = (p * dp.broadcast_sub(&rowsum)?)?;
+            dq.push((ds.matmul(&ka)? * self.scale)?.to_dtype(q.dtype())?);
+            dk = (dk + (ds.t()?.matmul(&qb.to_dtype(acc)?)? * self.scale)?)?;
+        }
+        Ok((Some(Tensor::cat(&dq, 2)?), Some(dk.to_dtype(k.dtype())?), Some(dv.to_dtype(v.dtype())?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Blockwise attention (blocks of 3 query rows, and one block) equals the composed softmax
+    /// attention in value and in the gradients of q, k and v, with a causal mask over cached keys
+    /// and a padded key, f64.
+    #[test]
+    fn blockwise_attention_equals_the_plain_attention() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, h, lq, lk, d) = (2, 3, 7, 9, 4);
+        let q = Var::from_tensor(&Tensor::randn(0f64, 1.0, (b, h, lq, d), &dev)?)?;
+        let k = Var::from_tensor(&Tensor::randn(0f64, 1.0, (b, h, lk, d), &dev)?)?;
+        let v = Var::from_tensor(&Tensor::randn(0f64, 1.0, (b, h, lk, d), &dev)?)?;
+        let upstream = Tensor::randn(0f64, 1.0, (b, h, lq, d), &dev)?;
+        let mut m = Vec::new();
+        for row in 0..b {
+            for i in 0..lq {
+                for j in 0..lk {
+                    let masked = j > lk - lq + i || (row == 1 && j == 0);
+                    m.push(if masked { -1e30 } else { 0.0 });
+                }
+            }
+        }
+        let mask = Tensor::from_vec(m, (b, 1, lq, lk), &dev)?;
+        let scale = 0.5;
+        let plain = {
+            let s = (q.as_tensor().matmul(&k.as_tensor().t()?)? * scale)?.broadcast_add(&mask)?;
+            candle_nn::ops::softmax(&s, D::Minus1)?.matmul(v.as_tensor())?
+        };
+        let gp = (&plain * &upstream)?.sum_all()?.backward()?;
+        for block in [3, 0] {
+            let ours = blockwise_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), Some(&mask), scale, block)?;
+            let diff = (&ours - &plain)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(diff < 1e-12, "block {block}: values differ by {diff}");
+            let go = (&ours * &upstream)?.sum_all()?.backward()?;
+            for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
+                let (a, e) = (go.get(var.as_tensor()).unwrap(), gp.get(var.as_tensor()).unwrap());
+                let diff = (a - e)?.abs()?.max_all()?.to_scalar::<f64>()?;
+                assert!(diff < 1e-10, "block {block}: d{name} differs by {diff}");
+            }
+        }
+        Ok(())
+    }
 
     /// A frozen layer on a tracked input: the same value and input gradient as the plain matmul,
     /// and no gradient computed (or kept) for the weight; a trainable weight still gets one.
