@@ -1,7 +1,8 @@
 //! Cluster vote (OP-TTRAV's `simple_cluster` and `evolrl_cluster`).
 //!
-//! Non-empty answers are embedded and clustered with K-means (linfa, Euclidean on the unit
-//! vectors, several initialisations, seeded) for every K in [k_min, min(k_max, m - 1)]; the K with
+//! Non-empty answers are embedded and clustered with K-means (Lloyd's algorithm from k-means++
+//! seeds as scikit-learn's, Euclidean, several seeded initialisations, the lowest inertia kept)
+//! for every K in [k_min, min(k_max, m - 1)]; the K with
 //! the best cosine silhouette wins (ties: the smaller K); with two answers or fewer each is its
 //! own cluster. The modal cluster is the largest (ties: the tighter one, then the lower id) and
 //! the anchor is the answer closest to its centroid. Rewards by variant:
@@ -17,11 +18,8 @@
 
 use super::{check_finite, dot, length_stats, Diagnostics, Embedder, Group, RewardState, Scored};
 use anyhow::Result;
-use linfa::traits::{Fit, Predict};
-use linfa::DatasetBase;
-use linfa_clustering::KMeans;
 use ndarray::Array2;
-use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256Plus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,21 +78,35 @@ fn normalise(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x / n).collect()
 }
 
-/// Cosine distances `1 - cos` (clipped to [0, 2], 0 on the diagonal), row-major `[n * n]`.
-pub fn cosine_distances(points: &[Vec<f32>]) -> Vec<f64> {
+/// The points' Gram matrix `x_i . x_j`, row-major `[n * n]`, in f64 (one matrix product).
+fn gram(points: &[Vec<f32>]) -> Vec<f64> {
     let n = points.len();
-    let unit: Vec<Vec<f64>> = points
-        .iter()
-        .map(|p| {
-            let norm = p.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
-            p.iter().map(|&x| x as f64 / if norm > 0.0 { norm } else { 1.0 }).collect()
-        })
-        .collect();
+    let dim = points.first().map_or(0, |p| p.len());
+    let x = Array2::from_shape_fn((n, dim), |(i, j)| points[i].get(j).copied().unwrap_or(0.0) as f64);
+    let g = x.dot(&x.t());
+    // Exactly symmetric, from the upper triangle.
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for j in i..n {
+            out[i * n + j] = g[[i, j]];
+            out[j * n + i] = g[[i, j]];
+        }
+    }
+    out
+}
+
+/// Cosine distances `1 - cos` (clipped to [0, 2], 0 on the diagonal), row-major `[n * n]`, as
+/// scikit-learn's `cosine_distances` (a zero vector counts as its own direction).
+pub fn cosine_distances(points: &[Vec<f32>]) -> Vec<f64> {
+    cosine_from_gram(&gram(points), points.len())
+}
+
+fn cosine_from_gram(g: &[f64], n: usize) -> Vec<f64> {
+    let norm: Vec<f64> = (0..n).map(|i| g[i * n + i].sqrt()).map(|v| if v > 0.0 { v } else { 1.0 }).collect();
     let mut d = vec![0.0; n * n];
     for i in 0..n {
         for j in i + 1..n {
-            let c: f64 = unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum();
-            let v = (1.0 - c).clamp(0.0, 2.0);
+            let v = (1.0 - g[i * n + j] / (norm[i] * norm[j])).clamp(0.0, 2.0);
             d[i * n + j] = v;
             d[j * n + i] = v;
         }
@@ -146,19 +158,146 @@ pub struct Clustering {
     pub silhouettes: Vec<(usize, Option<f64>)>,
 }
 
-fn kmeans(points: &[Vec<f32>], k: usize, n_init: usize, seed: u64) -> Option<(Vec<usize>, Vec<Vec<f32>>)> {
+/// K-means on `m` points given by their Gram matrix `g` (`[m * m]`): `n_init` runs of Lloyd's
+/// algorithm from k-means++ seeds (scikit-learn's greedy variant: 2 + ln K candidates per seed, the
+/// one that lowers the potential most), each to convergence (no label changes, at most 300
+/// iterations), the run with the lowest inertia kept. A point's squared distance to a cluster's
+/// mean is `G_xx - 2 mean_{j in S} G_xj + mean_{j,l in S} G_jl`, so an iteration costs O(m^2)
+/// whatever the embedding's dimension. Returns the labels.
+fn kmeans(g: &[f64], m: usize, k: usize, n_init: usize, seed: u64) -> Vec<usize> {
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for _ in 0..n_init.max(1) {
+        let seeds = kmeans_plus_plus(g, m, k, &mut rng);
+        // First assignment: to the nearest seed point.
+        let mut labels: Vec<usize> = (0..m)
+            .map(|x| {
+                let d = |c: usize| g[x * m + x] + g[seeds[c] * m + seeds[c]] - 2.0 * g[x * m + seeds[c]];
+                (0..k).fold(0, |b, c| if d(c) < d(b) { c } else { b })
+            })
+            .collect();
+        for _ in 0..300 {
+            let (next, _) = lloyd_step(g, m, k, &labels, true);
+            let changed = next != labels;
+            labels = next;
+            if !changed {
+                break;
+            }
+        }
+        // The last assignment to the final means, with no relocation (ties: the lower cluster).
+        let (labels, inertia) = lloyd_step(g, m, k, &labels, false);
+        if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
+            best = Some((inertia, labels));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or_default()
+}
+
+/// One Lloyd iteration from `labels`: every point to its nearest cluster mean (ties: the lower
+/// cluster); with `relocate`, an emptied cluster takes the point farthest from its mean, as
+/// scikit-learn relocates empty clusters' centres. Returns the new labels and their inertia
+/// (against the means they were assigned to).
+fn lloyd_step(g: &[f64], m: usize, k: usize, labels: &[usize], relocate: bool) -> (Vec<usize>, f64) {
+    let mut size = vec![0usize; k];
+    for &l in labels {
+        size[l] += 1;
+    }
+    // a[x * k + c] = sum over the members j of c of G_xj.
+    let mut a = vec![0.0; m * k];
+    for x in 0..m {
+        let row = &g[x * m..(x + 1) * m];
+        for (j, &l) in labels.iter().enumerate() {
+            a[x * k + l] += row[j];
+        }
+    }
+    let mut within = vec![0.0; k];
+    for (x, &l) in labels.iter().enumerate() {
+        within[l] += a[x * k + l];
+    }
+    let dist = |x: usize, c: usize| -> f64 {
+        if size[c] == 0 {
+            return f64::INFINITY;
+        }
+        let n = size[c] as f64;
+        (g[x * m + x] - 2.0 * a[x * k + c] / n + within[c] / (n * n)).max(0.0)
+    };
+    let mut next = Vec::with_capacity(m);
+    let mut nearest = Vec::with_capacity(m);
+    for x in 0..m {
+        let c = (0..k).fold(0, |b, c| if dist(x, c) < dist(x, b) { c } else { b });
+        next.push(c);
+        nearest.push(dist(x, c));
+    }
+    let mut counts = vec![0usize; k];
+    for &l in &next {
+        counts[l] += 1;
+    }
+    for c in 0..k {
+        if relocate && counts[c] == 0 {
+            let far = (0..m).filter(|&x| counts[next[x]] > 1).fold(None, |b: Option<usize>, x| match b {
+                Some(b) if nearest[b] >= nearest[x] => Some(b),
+                _ => Some(x),
+            });
+            if let Some(x) = far {
+                counts[next[x]] -= 1;
+                next[x] = c;
+                counts[c] = 1;
+                nearest[x] = 0.0;
+            }
+        }
+    }
+    (next, nearest.iter().sum())
+}
+
+/// k-means++ seeds (point indices) as scikit-learn's `_kmeans_plusplus`: the first uniformly at
+/// random, each next one the best of `2 + ln k` candidates drawn with probability proportional to
+/// the squared distance to the nearest seed so far (the one leaving the lowest potential).
+fn kmeans_plus_plus(g: &[f64], m: usize, k: usize, rng: &mut Xoshiro256Plus) -> Vec<usize> {
+    let uniform = |rng: &mut Xoshiro256Plus| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let d2 = |x: usize, y: usize| (g[x * m + x] + g[y * m + y] - 2.0 * g[x * m + y]).max(0.0);
+    let trials = 2 + (k as f64).ln() as usize;
+    let first = ((uniform(rng) * m as f64) as usize).min(m - 1);
+    let mut seeds = vec![first];
+    let mut closest: Vec<f64> = (0..m).map(|x| d2(x, first)).collect();
+    while seeds.len() < k {
+        let potential: f64 = closest.iter().sum();
+        let mut best: Option<(f64, usize, Vec<f64>)> = None;
+        for _ in 0..trials {
+            let target = uniform(rng) * potential;
+            let mut acc = 0.0;
+            let mut pick = m - 1;
+            for (x, &c) in closest.iter().enumerate() {
+                acc += c;
+                if acc >= target {
+                    pick = x;
+                    break;
+                }
+            }
+            let after: Vec<f64> = (0..m).map(|x| closest[x].min(d2(x, pick))).collect();
+            let total: f64 = after.iter().sum();
+            if best.as_ref().is_none_or(|(b, _, _)| total < *b) {
+                best = Some((total, pick, after));
+            }
+        }
+        let Some((_, pick, after)) = best else { break };
+        seeds.push(pick);
+        closest = after;
+    }
+    seeds
+}
+
+/// The mean of each label's points.
+fn centroids(points: &[Vec<f32>], labels: &[usize], k: usize) -> Vec<Vec<f32>> {
     let dim = points[0].len();
-    let data: Vec<f64> = points.iter().flat_map(|p| p.iter().map(|&x| x as f64)).collect();
-    let array = Array2::from_shape_vec((points.len(), dim), data).ok()?;
-    let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
-        .n_runs(n_init.max(1))
-        .tolerance(1e-4)
-        .max_n_iterations(300)
-        .fit(&DatasetBase::from(array.clone()))
-        .ok()?;
-    let labels = model.predict(&array).to_vec();
-    let centroids = model.centroids().outer_iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect();
-    Some((labels, centroids))
+    let mut sums = vec![vec![0f64; dim]; k];
+    let mut counts = vec![0usize; k];
+    for (p, &l) in points.iter().zip(labels) {
+        counts[l] += 1;
+        for (s, &x) in sums[l].iter_mut().zip(p) {
+            *s += x as f64;
+        }
+    }
+    sums.iter().zip(&counts).map(|(s, &c)| s.iter().map(|&v| (v / c.max(1) as f64) as f32).collect()).collect()
 }
 
 /// Renumbers labels to 0..K in order of first appearance, with centroids to match.
@@ -195,13 +334,11 @@ pub fn cluster_auto_k(points: &[Vec<f32>], cfg: &ClusterConfig) -> Clustering {
     let mut best = Clustering { labels: vec![0; m], centroids: vec![mean], silhouettes: vec![] };
     let mut best_score = -2.0f64;
     let mut silhouettes = Vec::new();
-    let distances = cosine_distances(points);
+    let g = gram(points);
+    let distances = cosine_from_gram(&g, m);
     for k in cfg.k_min..=cfg.k_max.min(m - 1) {
-        let Some((labels, centroids)) = kmeans(points, k, cfg.n_init, cfg.seed) else {
-            silhouettes.push((k, None));
-            continue;
-        };
-        let (labels, centroids) = compact(&labels, &centroids);
+        let labels = kmeans(&g, m, k, cfg.n_init, cfg.seed);
+        let (labels, centroids) = compact(&labels, &centroids(points, &labels, k));
         if centroids.len() < 2 {
             silhouettes.push((k, None));
             continue;
