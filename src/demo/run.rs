@@ -58,7 +58,7 @@ impl Default for DemoConfig {
             seed: 0,
             temperature: 1.5,
             samples: 16,
-            steps: 40,
+            steps: 80,
             questions_per_step: 16,
             n_samples: 16,
             mini_batch_size: 64,
@@ -222,6 +222,8 @@ fn adapt_on(data: &Path, reward: &str, out: &Path, cfg: &DemoConfig) -> Result<P
         "--lr", &cfg.lr.to_string(), "--lora-rank", &cfg.lora_rank.to_string(), "--lora-alpha", &(2 * cfg.lora_rank).to_string(),
         "--temperature", &cfg.temperature.to_string(), "--top-p", "1.0", "--max-response-tokens", "24",
         "--max-prompt-tokens", "4096", "--seed", &cfg.seed.to_string(), "--save-every", &cfg.steps.to_string(),
+        // The demo model's whole graph is a few megabytes: recomputing layers would only cost time.
+        "--gradient-checkpointing", "false",
     ]
     .iter()
     .map(|s| s.to_string())
