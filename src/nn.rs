@@ -3,7 +3,9 @@
 //!
 //! Candle's fused kernels (`rms_norm`, `softmax_last_dim`, `rope`) carry no gradient; the training
 //! path (which needs composed, differentiable ops) is kept beside the fast one so that both share
-//! weights and structure.
+//! weights and structure. Two custom ops give the training path gradients that Candle's autograd
+//! would make too costly: a frozen linear layer's input gradient (no weight gradient), and
+//! blockwise attention's backward (no `[heads, L, L]` scores held).
 
 use candle_core::{DType, Module, Result, Tensor, Var, D};
 use candle_nn::VarBuilder;

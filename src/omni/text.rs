@@ -12,6 +12,9 @@
 //! keys, the attention over each sequence's own tokens ([`SuffixCache`], written in place, no
 //! copy per step) separately, and the two are combined by their log-sum-exp. Grouped-query heads
 //! are handled by reshaping the queries, so keys and values are never repeated per head.
+//! Training runs the same structure over whole answers ([`TextDecoder::forward_continuations`]),
+//! and can keep only each layer's inputs and back-propagate one recomputed layer at a time
+//! ([`TextDecoder::forward_continuations_kept`], [`TextDecoder::backward_continuations`]).
 
 use crate::nn::{blockwise_attention, repeat_kv, rotary, softmax_last, Linear, Pass, RmsNorm};
 use crate::omni::config::TextConfig;

@@ -3,7 +3,9 @@
 //! (by the caller), pick the answers trained on, compute advantages, then for each PPO epoch and
 //! mini-batch: recompute the answers' log-probabilities through the differentiable forward
 //! (one prompt's answers at a time), take the clipped loss against the rollout's log-probs,
-//! accumulate the gradients, clip, and take an AdamW step.
+//! accumulate the gradients, clip, and take an AdamW step. With gradient checkpointing the forward
+//! keeps only each decoder layer's inputs, and the backward starts from the loss's gradient with
+//! respect to the log-probabilities and reruns the head and the layers one at a time.
 
 use super::grpo::{advantages, loss, AdvantageKind, AggScale, LossConfig, LossInputs, LossParts};
 use super::optim::AdamW;
