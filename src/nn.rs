@@ -373,7 +373,7 @@ const ATTENTION_BLOCK_ELEMENTS: usize = 1 << 26;
 /// `k`, `v`: `[B, h, Lk, d]`, `mask`: additive `[B, 1, Lq, Lk]`; scores and softmax in the
 /// accumulation dtype, the result in `v`'s) that never holds the `[B, h, Lq, Lk]` scores: the
 /// value is computed a block of query rows at a time without a graph, and the gradient goes
-/// through [`AttentionGradient`], whose backward recomputes each block's probabilities (the
+/// through a custom op (`AttentionGradient`), whose backward recomputes each block's probabilities (the
 /// standard attention backward, as in FlashAttention: `dV = P^T dO`, `dS = P * (dO V^T -
 /// rowsum(dO * O))`, `dQ = dS K scale`, `dK = dS^T Q scale`). `block` is the number of query rows
 /// per block (0: as many as fit in 64 Mi score elements).
