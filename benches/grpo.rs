@@ -5,7 +5,7 @@
 //!   tokens after a 128-token prompt, with and without gradient checkpointing;
 //! - `grpo_update_3b_two_layers_lora16`: two layers, the checkpoint's vocabulary (151 936), 4
 //!   answers of 256 tokens after a 2048-token prompt, gradient checkpointing on (the default);
-//!   about 80 s an iteration on 2 cores, so 10 samples take about 15 minutes. Its peak memory
+//!   about 60 s an iteration on 2 cores, so 10 samples take about 13 minutes. Its peak memory
 //!   comes from a separate run of `examples/update_memory` (same shape).
 //!
 //! Run: `cargo bench --bench grpo` (`-- one_layer` or `-- two_layers` for one group).
