@@ -11,6 +11,15 @@ use candle_core::{DType, Module, Result, Tensor, Var, D};
 use candle_nn::VarBuilder;
 use std::sync::Arc;
 
+/// The dtype softmax, norms and logits are computed in: f32, or f64 for an f64 model.
+pub fn accumulation_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
 /// How a forward pass runs: fused kernels or differentiable ops, adapters on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
@@ -246,7 +255,7 @@ impl RmsNorm {
     /// normalise in f32, cast back, then scale).
     pub fn forward_diff(&self, xs: &Tensor) -> Result<Tensor> {
         let dtype = xs.dtype();
-        let x = xs.to_dtype(if dtype == DType::F64 { DType::F64 } else { DType::F32 })?;
+        let x = xs.to_dtype(accumulation_dtype(dtype))?;
         let var = x.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
@@ -274,7 +283,7 @@ impl LayerNorm {
             let (w, b) = (self.weight.to_dtype(DType::F32)?, self.bias.to_dtype(DType::F32)?);
             return candle_nn::ops::layer_norm(&x, &w, &b, self.eps as f32)?.to_dtype(dtype);
         }
-        let x = xs.to_dtype(if dtype == DType::F64 { DType::F64 } else { DType::F32 })?;
+        let x = xs.to_dtype(accumulation_dtype(dtype))?;
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
@@ -411,7 +420,7 @@ impl AttentionGradient {
     /// `softmax(q k^T * scale + mask)` for the query rows `q0..q0 + c` (`q`: those rows), in the
     /// accumulation dtype.
     fn probabilities(&self, q: &Tensor, k: &Tensor, q0: usize) -> Result<Tensor> {
-        let acc = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let acc = accumulation_dtype(q.dtype());
         let s = (q.matmul(&k.t()?)? * self.scale)?.to_dtype(acc)?;
         let s = match &self.mask {
             Some(m) => s.broadcast_add(&m.narrow(2, q0, q.dim(2)?)?.to_dtype(acc)?)?,
@@ -472,7 +481,7 @@ impl candle_core::CustomOp3 for AttentionGradient {
         let out = self.out.as_ref().ok_or_else(|| candle_core::Error::Msg("the attention's value was not kept".into()))?;
         // No graph: the gradients must not keep the blocks' probabilities alive.
         let (q, k, v, grad) = (q.detach(), k.detach(), v.detach(), grad.detach());
-        let acc = if q.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let acc = accumulation_dtype(q.dtype());
         let (ka, va) = (k.to_dtype(acc)?, v.to_dtype(acc)?);
         let lq = q.dim(2)?;
         let (mut dk, mut dv) = (ka.zeros_like()?, va.zeros_like()?);

@@ -42,32 +42,39 @@ fn cfg() -> LossConfig {
     LossConfig { kl_coef: 0.3, entropy_coef: 0.01, ..Default::default() }
 }
 
+/// The coordinate of `var` with the largest analytic gradient (`grad`): that gradient, and the
+/// central finite difference (step 1e-5) of `loss` there; `var` is restored afterwards.
+fn largest_coordinate_vs_finite_difference(var: &candle_core::Var, grad: &Tensor, loss: impl Fn() -> f64) -> (f64, f64) {
+    let h = 1e-5;
+    let flat: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
+    let k = (0..flat.len()).fold(0, |b, i| if flat[i].abs() > flat[b].abs() { i } else { b });
+    let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let shape = var.as_tensor().shape().clone();
+    let set = |w: Vec<f64>| var.set(&Tensor::from_vec(w, shape.clone(), &Device::Cpu).unwrap()).unwrap();
+    let at = |delta: f64| {
+        let mut w = orig.clone();
+        w[k] += delta;
+        set(w);
+        loss()
+    };
+    let numeric = (at(h) - at(-h)) / (2.0 * h);
+    set(orig.clone());
+    (flat[k], numeric)
+}
+
 #[test]
 fn lora_gradients_match_finite_differences() {
     let (t, adapters) = model(DType::F64);
     let cfg = cfg();
     let (l0, old) = total_loss(&t, &cfg, None);
     let grads = l0.backward().unwrap();
-    let h = 1e-5;
     let mut checked = 0;
     for (name, lora) in adapters.iter().step_by(3) {
         for var in [&lora.a, &lora.b] {
             let g = grads.get(var.as_tensor()).expect("a gradient for every adapter");
-            let flat: Vec<f64> = g.flatten_all().unwrap().to_vec1().unwrap();
-            // The coordinate with the largest gradient.
-            let k = (0..flat.len()).fold(0, |b, i| if flat[i].abs() > flat[b].abs() { i } else { b });
-            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let shape = var.as_tensor().shape().clone();
-            let at = |delta: f64| {
-                let mut w = orig.clone();
-                w[k] += delta;
-                var.set(&Tensor::from_vec(w, shape.clone(), &Device::Cpu).unwrap()).unwrap();
-                total_loss(&t, &cfg, Some(&old)).0.to_scalar::<f64>().unwrap()
-            };
-            let numeric = (at(h) - at(-h)) / (2.0 * h);
-            var.set(&Tensor::from_vec(orig.clone(), shape.clone(), &Device::Cpu).unwrap()).unwrap();
-            let rel = (numeric - flat[k]).abs() / flat[k].abs().max(1e-8);
-            assert!(rel < 1e-3, "{name}: analytic {} vs numeric {numeric} (relative error {rel:e})", flat[k]);
+            let (analytic, numeric) = largest_coordinate_vs_finite_difference(var, g, || total_loss(&t, &cfg, Some(&old)).0.to_scalar::<f64>().unwrap());
+            let rel = (numeric - analytic).abs() / analytic.abs().max(1e-8);
+            assert!(rel < 1e-3, "{name}: analytic {analytic} vs numeric {numeric} (relative error {rel:e})");
             checked += 1;
         }
     }
@@ -428,24 +435,12 @@ fn checkpointed_gradients_match_finite_differences() {
         Ok(())
     })
     .unwrap();
-    let h = 1e-5;
     let mut checked = 0;
     for (i, var) in vars.iter().enumerate().step_by(5) {
-        let flat: Vec<f64> = grads[i].flatten_all().unwrap().to_vec1().unwrap();
-        let k = (0..flat.len()).fold(0, |b, j| if flat[j].abs() > flat[b].abs() { j } else { b });
-        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let shape = var.as_tensor().shape().clone();
-        let at = |delta: f64| {
-            let mut w = orig.clone();
-            w[k] += delta;
-            var.set(&Tensor::from_vec(w, shape.clone(), &Device::Cpu).unwrap()).unwrap();
-            total_loss(&t, &cfg, Some(&old)).0.to_scalar::<f64>().unwrap()
-        };
-        let numeric = (at(h) - at(-h)) / (2.0 * h);
-        var.set(&Tensor::from_vec(orig.clone(), shape.clone(), &Device::Cpu).unwrap()).unwrap();
-        let rel = (numeric - flat[k]).abs() / flat[k].abs().max(1e-8);
-        assert!(flat[k] != 0.0, "parameter {i}: no gradient through the recomputed layers");
-        assert!(rel < 1e-3, "parameter {i}: analytic {} vs numeric {numeric} (relative error {rel:e})", flat[k]);
+        let (analytic, numeric) = largest_coordinate_vs_finite_difference(var, &grads[i], || total_loss(&t, &cfg, Some(&old)).0.to_scalar::<f64>().unwrap());
+        let rel = (numeric - analytic).abs() / analytic.abs().max(1e-8);
+        assert!(analytic != 0.0, "parameter {i}: no gradient through the recomputed layers");
+        assert!(rel < 1e-3, "parameter {i}: analytic {analytic} vs numeric {numeric} (relative error {rel:e})");
         checked += 1;
     }
     assert!(checked >= 5);

@@ -16,6 +16,7 @@
 //! and can keep only each layer's inputs and back-propagate one recomputed layer at a time
 //! ([`TextDecoder::forward_continuations_kept`], [`TextDecoder::backward_continuations`]).
 
+pub use crate::nn::accumulation_dtype;
 use crate::nn::{blockwise_attention, repeat_kv, rotary, softmax_last, Linear, Pass, RmsNorm};
 use crate::omni::config::TextConfig;
 use crate::omni::rope::MultimodalRotary;
@@ -768,15 +769,6 @@ impl LayerInputs {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.states.iter().map(|(p, a)| tensor_bytes(p) + tensor_bytes(a)).sum()
-    }
-}
-
-/// The dtype softmax and logits are computed in: f32, or f64 for an f64 model.
-pub fn accumulation_dtype(dtype: DType) -> DType {
-    if dtype == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
     }
 }
 
