@@ -30,5 +30,5 @@ mkdir -p "$(dirname "$out")"
 for split in test heldout; do
     echo "== $split"
     "$ttrav" eval --model models/ttrav-demo --adapter "$out/checkpoint" --data "data/demo/$split.jsonl" --n 16 --greedy \
-        --temperature "$temperature" --top-p 1.0 --max-response-tokens 24 --seed 7 --batch-questions 12 | head -2
+        --temperature "$temperature" --top-p 1.0 --max-response-tokens 24 --seed 7 --batch-questions 12 | sed -n 1,2p
 done

@@ -205,33 +205,48 @@ fn coefficients(in_size: usize, out_size: usize, arithmetic: Arithmetic) -> (Vec
     (fixed, bits)
 }
 
-/// One resampling pass along the width (`horizontal`) or the height, 8-bit in and out.
+/// One resampling pass along the width (`horizontal`) or the height, 8-bit in and out. Sums are
+/// 32-bit, taps in order, as Pillow's `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc` add them
+/// (the weights bound every partial sum well inside i32). The vertical pass accumulates whole rows
+/// at once, so that its inner loop runs over contiguous bytes.
 fn resample_pass(src: &RgbImage, out_len: usize, horizontal: bool, arithmetic: Arithmetic) -> RgbImage {
     let (w, h) = (src.width() as usize, src.height() as usize);
     let (out_w, out_h) = if horizontal { (out_len, h) } else { (w, out_len) };
     let (coeffs, bits) = coefficients(if horizontal { w } else { h }, out_len, arithmetic);
     let mut out = RgbImage::new(out_w as u32, out_h as u32);
     let raw = src.as_raw();
-    let dst = out.as_mut();
-    let round: i64 = if bits > 0 { 1 << (bits - 1) } else { 0 };
-    // Source pixels along the pass are `stride` bytes apart.
-    let stride = if horizontal { 3 } else { w * 3 };
-    for y in 0..out_h {
-        for x in 0..out_w {
-            let (first, k) = if horizontal { &coeffs[x] } else { &coeffs[y] };
-            let base = if horizontal { (y * w + first) * 3 } else { (first * w + x) * 3 };
-            let (mut r, mut g, mut b) = (round, round, round);
-            for (i, &kv) in k.iter().enumerate() {
-                let o = base + i * stride;
-                let kv = kv as i64;
-                r += raw[o] as i64 * kv;
-                g += raw[o + 1] as i64 * kv;
-                b += raw[o + 2] as i64 * kv;
+    let dst: &mut [u8] = out.as_mut();
+    let round: i32 = if bits > 0 { 1 << (bits - 1) } else { 0 };
+    let clip = |v: i32| (v >> bits).clamp(0, 255) as u8;
+    if horizontal {
+        for (src_row, dst_row) in raw.chunks_exact(w * 3).zip(dst.chunks_exact_mut(out_w * 3)) {
+            for ((first, k), px) in coeffs.iter().zip(dst_row.chunks_exact_mut(3)) {
+                let taps = &src_row[first * 3..(first + k.len()) * 3];
+                let (mut r, mut g, mut b) = (round, round, round);
+                for (p, &kv) in taps.chunks_exact(3).zip(k) {
+                    r += p[0] as i32 * kv;
+                    g += p[1] as i32 * kv;
+                    b += p[2] as i32 * kv;
+                }
+                px[0] = clip(r);
+                px[1] = clip(g);
+                px[2] = clip(b);
             }
-            let d = (y * out_w + x) * 3;
-            dst[d] = (r >> bits).clamp(0, 255) as u8;
-            dst[d + 1] = (g >> bits).clamp(0, 255) as u8;
-            dst[d + 2] = (b >> bits).clamp(0, 255) as u8;
+        }
+    } else {
+        let row_len = w * 3;
+        let mut acc = vec![0i32; row_len];
+        for ((first, k), dst_row) in coeffs.iter().zip(dst.chunks_exact_mut(row_len)) {
+            acc.fill(round);
+            for (i, &kv) in k.iter().enumerate() {
+                let src_row = &raw[(first + i) * row_len..(first + i + 1) * row_len];
+                for (a, &v) in acc.iter_mut().zip(src_row) {
+                    *a += v as i32 * kv;
+                }
+            }
+            for (d, &a) in dst_row.iter_mut().zip(&acc) {
+                *d = clip(a);
+            }
         }
     }
     out
@@ -298,34 +313,20 @@ pub fn patchify(frames: &[&RgbImage], arithmetic: Arithmetic) -> (Vec<f32>, [usi
     let row_len = 3 * TEMPORAL_PATCH * PATCH * PATCH;
     let mut out = Vec::with_capacity(gt * gh * gw * row_len);
     let levels = normalised_levels(arithmetic);
-    // Normalised planes per frame: [C][H][W].
-    let planes: Vec<Vec<f32>> = frames
-        .iter()
-        .map(|f| {
-            let raw = f.as_raw();
-            let mut p = vec![0f32; 3 * h * w];
-            for y in 0..h {
-                for x in 0..w {
-                    for c in 0..3 {
-                        p[(c * h + y) * w + x] = levels[c][raw[(y * w + x) * 3 + c] as usize];
-                    }
-                }
-            }
-            p
-        })
-        .collect();
+    // Straight from the 8-bit frames: each patch row is 14 pixels of one channel, looked up.
     for t in 0..gt {
         for bh in 0..gh / MERGE {
             for bw in 0..gw / MERGE {
                 for mh in 0..MERGE {
                     for mw in 0..MERGE {
                         let (py0, px0) = ((bh * MERGE + mh) * PATCH, (bw * MERGE + mw) * PATCH);
-                        for c in 0..3 {
-                            for tt in 0..TEMPORAL_PATCH {
-                                let plane = &planes[t * TEMPORAL_PATCH + tt];
+                        for (c, level) in levels.iter().enumerate() {
+                            for frame in &frames[t * TEMPORAL_PATCH..(t + 1) * TEMPORAL_PATCH] {
+                                let raw = frame.as_raw();
                                 for py in 0..PATCH {
-                                    let row = (c * h + py0 + py) * w + px0;
-                                    out.extend_from_slice(&plane[row..row + PATCH]);
+                                    let start = ((py0 + py) * w + px0) * 3 + c;
+                                    let row = &raw[start..start + (PATCH - 1) * 3 + 1];
+                                    out.extend(row.iter().step_by(3).map(|&v| level[v as usize]));
                                 }
                             }
                         }
