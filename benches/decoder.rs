@@ -4,7 +4,10 @@
 //! samples sharing one prefill against 8 separate generations; and a rollout at the real
 //! vocabulary (151 646): 16 samples of a 4 096-token prompt, 64 new tokens each, through one
 //! 3B-sized layer, reading one shared copy of the prompt's cache or a copy each; and 16 samples of
-//! 64 tokens from a 512-token prompt on a small thinker (for the comparison with transformers).
+//! 64 tokens from a 512-token prompt on a small thinker (for the comparison with transformers);
+//! and, side by side with transformers (`scripts/bench_decoder_vs_transformers.py`), prefill and an
+//! 8-sample decode on the bundled demo model and on the 3B thinker cut to 2 layers with the real
+//! vocabulary.
 //!
 //! Run: `cargo bench --bench decoder` (figures go in BENCHMARKS.md).
 
@@ -151,6 +154,45 @@ fn bench_small_thinker(c: &mut Criterion) {
     g.finish();
 }
 
+/// Prefill of one prompt (its last position's logits), then 8 samples of `new_tokens` (temperature
+/// 1, no stop token) decoded from the prefilled prompt, shared: the two halves of a rollout, each
+/// timed alone. `scripts/bench_decoder_vs_transformers.py` times transformers on the same work.
+fn side_by_side(c: &mut Criterion, name: &str, model: &Thinker, prompt_len: usize, text_ids: usize, new_tokens: usize) {
+    let batch = prompt(prompt_len, text_ids);
+    let cfg = GenerationConfig {
+        max_new_tokens: new_tokens,
+        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
+        stop_tokens: vec![],
+    };
+    let state = model.prefill(&batch, PrefillOptions::default()).unwrap().state.fork(8).unwrap();
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(prompt_len as u64));
+    g.bench_function(format!("prefill_{prompt_len}"), |b| b.iter(|| model.prefill(&batch, PrefillOptions::default()).unwrap()));
+    g.throughput(Throughput::Elements(8 * new_tokens as u64));
+    g.bench_function(format!("decode_8x{new_tokens}"), |b| b.iter(|| decode(model, state.clone(), &cfg, &mut Rng::seed(0)).unwrap()));
+    g.finish();
+}
+
+/// The bundled demo model (`models/ttrav-demo`: 4 layers, hidden 128, vocabulary 512), a text
+/// prompt of its BPE tokens.
+fn bench_demo_model(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ttrav-demo");
+    let model = Thinker::load(&ttrav::ModelSource::Local(dir), &Device::Cpu, DType::F32).unwrap();
+    side_by_side(c, "demo_model", &model, 256, 400, 64);
+}
+
+/// The 3B thinker's text decoder cut to 2 layers, with its real vocabulary (151 936 rows), random
+/// weights.
+fn bench_3b_two_layers(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
+    let mut cfg = ThinkerConfig::from_file(&path).unwrap();
+    cfg.text.num_hidden_layers = 2;
+    let model = Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0;
+    side_by_side(c, "3b_two_layers_v151936", &model, 512, 151_000, 32);
+}
+
 criterion_group!(benches, bench_tiny, bench_3b_layer, bench_shared_prefill);
 criterion_group!(rollout, bench_rollout_4096, bench_small_thinker);
-criterion_main!(benches, rollout);
+criterion_group!(versus_transformers, bench_demo_model, bench_3b_two_layers);
+criterion_main!(benches, rollout, versus_transformers);
