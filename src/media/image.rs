@@ -214,6 +214,9 @@ fn resample_pass(src: &RgbImage, out_len: usize, horizontal: bool, arithmetic: A
     let (out_w, out_h) = if horizontal { (out_len, h) } else { (w, out_len) };
     let (coeffs, bits) = coefficients(if horizontal { w } else { h }, out_len, arithmetic);
     let mut out = RgbImage::new(out_w as u32, out_h as u32);
+    if out_w == 0 || out_h == 0 || w == 0 || h == 0 {
+        return out;
+    }
     let raw = src.as_raw();
     let dst: &mut [u8] = out.as_mut();
     let round: i32 = if bits > 0 { 1 << (bits - 1) } else { 0 };
@@ -460,6 +463,49 @@ mod tests {
         let r = resize_bicubic(&img, 56, 28, PassOrder::WidthFirst, Arithmetic::Pillow);
         assert_eq!((r.width(), r.height()), (56, 28));
         assert!(r.pixels().all(|p| p.0 == [200, 100, 50]));
+    }
+
+    /// The resampling pass written per output pixel with 64-bit sums, the plain form of
+    /// Pillow's loops.
+    fn plain_pass(src: &RgbImage, out_len: usize, horizontal: bool, arithmetic: Arithmetic) -> RgbImage {
+        let (w, h) = (src.width() as usize, src.height() as usize);
+        let (out_w, out_h) = if horizontal { (out_len, h) } else { (w, out_len) };
+        let (coeffs, bits) = coefficients(if horizontal { w } else { h }, out_len, arithmetic);
+        RgbImage::from_fn(out_w as u32, out_h as u32, |x, y| {
+            let (x, y) = (x as usize, y as usize);
+            let (first, k) = if horizontal { &coeffs[x] } else { &coeffs[y] };
+            let mut px = [0u8; 3];
+            for (c, out) in px.iter_mut().enumerate() {
+                let mut sum: i64 = if bits > 0 { 1 << (bits - 1) } else { 0 };
+                for (i, &kv) in k.iter().enumerate() {
+                    let (sx, sy) = if horizontal { (first + i, y) } else { (x, first + i) };
+                    sum += src.get_pixel(sx as u32, sy as u32).0[c] as i64 * kv as i64;
+                }
+                *out = (sum >> bits).clamp(0, 255) as u8;
+            }
+            image::Rgb(px)
+        })
+    }
+
+    #[test]
+    fn resampling_passes_equal_the_plain_per_pixel_sums() {
+        // Noise with hard edges, so that the negative lobes push sums past 0 and 255.
+        let mut state = 12345u32;
+        let img = RgbImage::from_fn(203, 137, |_, _| {
+            let mut v = [0u8; 3];
+            for c in &mut v {
+                state = state.wrapping_mul(1103515245).wrapping_add(12345);
+                *c = if (state >> 16) % 3 == 0 { 255 } else { (state >> 24) as u8 / 8 };
+            }
+            image::Rgb(v)
+        });
+        for arithmetic in [Arithmetic::Pillow, Arithmetic::Torch] {
+            for (len, horizontal) in [(196, true), (28, true), (412, true), (140, false), (56, false), (300, false)] {
+                let fast = resample_pass(&img, len, horizontal, arithmetic);
+                assert!(fast == plain_pass(&img, len, horizontal, arithmetic), "{arithmetic:?} {len} horizontal={horizontal}");
+            }
+        }
+        assert_eq!(resample_pass(&img, 0, true, Arithmetic::Pillow).width(), 0);
     }
 
     #[test]
