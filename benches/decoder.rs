@@ -23,12 +23,20 @@ fn tiny() -> Thinker {
     Thinker::load(&ttrav::ModelSource::Local(dir), &Device::Cpu, DType::F32).unwrap()
 }
 
-fn one_3b_layer() -> Thinker {
+/// The 3B thinker's text decoder cut to `layers` layers (and to `vocab` rows when given), random
+/// weights.
+fn cut_3b(layers: usize, vocab: Option<usize>) -> Thinker {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
     let mut cfg = ThinkerConfig::from_file(&path).unwrap();
-    cfg.text.num_hidden_layers = 1;
-    cfg.text.vocab_size = 4096;
+    cfg.text.num_hidden_layers = layers;
+    if let Some(v) = vocab {
+        cfg.text.vocab_size = v;
+    }
     Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
+}
+
+fn one_3b_layer() -> Thinker {
+    cut_3b(1, Some(4096))
 }
 
 fn prompt(len: usize, vocab: usize) -> PromptBatch {
@@ -38,6 +46,11 @@ fn prompt(len: usize, vocab: usize) -> PromptBatch {
 
 fn greedy(n: usize) -> GenerationConfig {
     GenerationConfig { max_new_tokens: n, sampling: Sampling::Greedy, stop_tokens: vec![] }
+}
+
+/// `n` tokens sampled at temperature 1 from the whole distribution, no stop token.
+fn sampled(n: usize) -> GenerationConfig {
+    GenerationConfig { max_new_tokens: n, sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 }, stop_tokens: vec![] }
 }
 
 fn prefill_and_decode(c: &mut Criterion, name: &str, model: &Thinker, prompt_len: usize, new_tokens: usize) {
@@ -70,11 +83,7 @@ fn bench_3b_layer(c: &mut Criterion) {
 fn bench_shared_prefill(c: &mut Criterion) {
     let model = one_3b_layer();
     let batch = prompt(128, 400);
-    let cfg = GenerationConfig {
-        max_new_tokens: 16,
-        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
-        stop_tokens: vec![],
-    };
+    let cfg = sampled(16);
     let mut g = c.benchmark_group("3b_one_layer_8_samples");
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(8 * 16));
@@ -92,11 +101,7 @@ fn bench_shared_prefill(c: &mut Criterion) {
 
 /// One 3B-sized layer with the real vocabulary (the lm_head and the sampler at full size).
 fn one_3b_layer_full_vocab() -> Thinker {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
-    let mut cfg = ThinkerConfig::from_file(&path).unwrap();
-    cfg.text.num_hidden_layers = 1;
-    cfg.text.vocab_size = 151_646;
-    Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0
+    cut_3b(1, Some(151_646))
 }
 
 /// Key/value bytes a rollout holds once its buffers are allocated: `state` after one decode
@@ -115,11 +120,7 @@ fn bench_rollout_4096(c: &mut Criterion) {
     let model = one_3b_layer_full_vocab();
     let batch = prompt(prompt_len, 151_000);
     let state = model.prefill(&batch, PrefillOptions::default()).unwrap().state;
-    let cfg = GenerationConfig {
-        max_new_tokens: new_tokens,
-        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
-        stop_tokens: vec![],
-    };
+    let cfg = sampled(new_tokens);
     let shared = state.fork(n).unwrap();
     let copied = shared.unshared().unwrap();
     eprintln!(
@@ -142,11 +143,7 @@ fn bench_small_thinker(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-small-4x512.json");
     let model = Thinker::random(ThinkerConfig::from_file(&path).unwrap(), 0, &Device::Cpu, DType::F32).unwrap().0;
     let batch = prompt(512, 151_000);
-    let cfg = GenerationConfig {
-        max_new_tokens: 64,
-        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
-        stop_tokens: vec![],
-    };
+    let cfg = sampled(64);
     let mut g = c.benchmark_group("small_thinker_4x512");
     g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(16 * 64));
@@ -159,11 +156,7 @@ fn bench_small_thinker(c: &mut Criterion) {
 /// timed alone. `scripts/bench_decoder_vs_transformers.py` times transformers on the same work.
 fn side_by_side(c: &mut Criterion, name: &str, model: &Thinker, prompt_len: usize, text_ids: usize, new_tokens: usize) {
     let batch = prompt(prompt_len, text_ids);
-    let cfg = GenerationConfig {
-        max_new_tokens: new_tokens,
-        sampling: Sampling::Random { temperature: 1.0, top_p: 1.0, top_k: 0 },
-        stop_tokens: vec![],
-    };
+    let cfg = sampled(new_tokens);
     let state = model.prefill(&batch, PrefillOptions::default()).unwrap().state.fork(8).unwrap();
     let mut g = c.benchmark_group(name);
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
@@ -182,13 +175,9 @@ fn bench_demo_model(c: &mut Criterion) {
     side_by_side(c, "demo_model", &model, 256, 400, 64);
 }
 
-/// The 3B thinker's text decoder cut to 2 layers, with its real vocabulary (151 936 rows), random
-/// weights.
+/// The 3B thinker's text decoder cut to 2 layers, with its real vocabulary (151 936 rows).
 fn bench_3b_two_layers(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen2.5-omni-3b-thinker.json");
-    let mut cfg = ThinkerConfig::from_file(&path).unwrap();
-    cfg.text.num_hidden_layers = 2;
-    let model = Thinker::random(cfg, 0, &Device::Cpu, DType::F32).unwrap().0;
+    let model = cut_3b(2, None);
     side_by_side(c, "3b_two_layers_v151936", &model, 512, 151_000, 32);
 }
 

@@ -269,11 +269,11 @@ fn mini_batch_step(
     cfg: &UpdateConfig,
     dropout_seed: u64,
 ) -> Result<std::result::Result<(f64, LossParts, f64, f64), String>> {
-    let lens: Vec<usize> = batch.iter().map(|t| groups[t.group].rollout.answers[t.answer].len().max(1)).collect();
-    let scale = AggScale { tokens: lens.iter().sum::<usize>() as f64, sequences: batch.len() as f64, response_len: cfg.response_len as f64 };
     if batch.is_empty() {
         bail!("an empty mini-batch");
     }
+    let lens: Vec<usize> = batch.iter().map(|t| groups[t.group].rollout.answers[t.answer].len().max(1)).collect();
+    let scale = AggScale { tokens: lens.iter().sum::<usize>() as f64, sequences: batch.len() as f64, response_len: cfg.response_len as f64 };
     let device = thinker.device();
     let mut grads: Vec<Tensor> = opt.params.iter().map(|(_, p)| p.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
     let mut add_grads = |store: &candle_core::backprop::GradStore| -> candle_core::Result<()> {
